@@ -1,0 +1,3 @@
+from embscope.cli.main import main
+
+main()

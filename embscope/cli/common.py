@@ -1,0 +1,59 @@
+"""Options every command shares, and the helpers that turn them into a model and a writer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", metavar="SPEC", envvar="EMBSCOPE_MODEL", show_envvar=True,
+    help="ckpt.pt, .safetensors, model directory, or Hugging Face hub id (org/name@rev)."
+    " Default: the bundled Tiny Shakespeare model.",
+)]
+WteKeyOpt = Annotated[Optional[str], typer.Option("--wte-key", help="Name of the token embedding tensor.")]
+WpeKeyOpt = Annotated[Optional[str], typer.Option("--wpe-key", help="Name of the position embedding tensor.")]
+TokenizerOpt = Annotated[Optional[str], typer.Option(
+    "--tokenizer", metavar="PATH", help="tokenizer.json, vocab.json, vocab.txt, meta.pkl or a directory.")]
+MetaOpt = Annotated[Optional[str], typer.Option("--meta", metavar="PATH", help="nanoGPT meta.pkl (character vocabulary).")]
+FormatOpt = Annotated[Optional[str], typer.Option(
+    "--format", "-f", metavar="FMT",
+    help="table, tsv, csv, json or jsonl. Default: table on a terminal, tsv otherwise.")]
+
+
+def load_model(model, wte_key, wpe_key, tokenizer, meta):
+    from embscope import model as model_
+
+    emb = model_.load(model, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta)
+    debug(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
+          f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
+    return emb
+
+
+def writer(fmt, columns, title=None):
+    from embscope.output import RecordWriter, resolve_format
+
+    return RecordWriter(resolve_format(fmt), columns, title=title)
+
+
+def token_label(emb, token_id: int) -> str:
+    from embscope.display import escape
+
+    if token_id >= emb.n_tokens:
+        return "<pad>"
+    return escape(emb.token_text(token_id)) if emb.tokenizer else f"#{token_id}"
+
+
+def note(message: str) -> None:
+    """People-talk: to stderr, never stdout."""
+    from embscope.output import stderr_console
+
+    stderr_console().print(message, markup=False, highlight=False)
+
+
+DEBUG = {"on": False}
+
+
+def debug(message: str) -> None:
+    if DEBUG["on"]:
+        note(f"debug: {message}")

@@ -1,0 +1,34 @@
+"""The one error type embscope raises, and the exit codes the CLI maps errors to."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class EmbscopeError(Exception):
+    """A problem the user can act on. Its message is printed as one line, without traceback."""
+
+    def __init__(self, message: str, *, status: ExitStatus = ExitStatus.ERROR):
+        super().__init__(message)
+        self.status = status
+
+
+class UsageError(EmbscopeError):
+    """Bad arguments: exit status 2."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=ExitStatus.USAGE)
+
+
+def missing_extra(package: str, extra: str, purpose: str) -> EmbscopeError:
+    """The error for an optional dependency that is not installed, with the install hint."""
+    return EmbscopeError(
+        f"{purpose} needs {package}, which is not installed: pip install 'embscope[{extra}]'"
+    )

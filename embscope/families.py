@@ -1,0 +1,112 @@
+"""Where each model family keeps its token and position embeddings, and how it combines them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from embscope.errors import EmbscopeError
+
+COMPILE_PREFIX = "_orig_mod."  # added to every key by torch.compile (nanoGPT saves it as is)
+
+# Tensor-name suffixes, most specific first. A key matches when it equals the suffix or ends
+# with "." + suffix, so "transformer.wte.weight" and "wte.weight" both match "wte.weight".
+TOKEN_SUFFIXES = [
+    ("wte.weight", "gpt2"),  # GPT-2, nanoGPT, GPT-Neo
+    ("embeddings.word_embeddings.weight", "bert"),  # BERT, RoBERTa, DistilBERT
+    ("decoder.embed_tokens.weight", "opt"),  # OPT
+    ("embed_tokens.weight", "llama"),  # Llama, Mistral, Qwen, Gemma ...
+    ("embed_in.weight", "gpt_neox"),  # Pythia / GPT-NeoX
+    ("word_embeddings.weight", "bloom"),  # BLOOM
+    ("tok_embeddings.weight", "llama"),  # Meta's original Llama layout
+]
+POSITION_SUFFIXES = {
+    "gpt2": "wpe.weight",
+    "bert": "embeddings.position_embeddings.weight",
+    "opt": "decoder.embed_positions.weight",
+}
+# config.json model_type values whose position rows are shifted: row of position 0.
+ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"}
+OPT_POSITION_OFFSET = 2  # OPTLearnedPositionalEmbedding.offset
+
+
+@dataclass
+class Layout:
+    """Which tensors hold what, in one checkpoint."""
+
+    family: str
+    wte_key: str
+    wpe_key: str | None
+    position_offset: int = 0  # row of wpe that holds position 0
+    # BERT family: token_type row 0 and the embedding LayerNorm are part of the embedding layer.
+    token_type_key: str | None = None
+    norm_keys: tuple[str, str] | None = None  # (weight, bias) of the embedding LayerNorm
+    norm_eps: float = 1e-12
+    tied: bool | None = None  # lm_head shares wte, when the checkpoint says
+
+
+def strip_compile_prefix(key: str) -> str:
+    while key.startswith(COMPILE_PREFIX):
+        key = key[len(COMPILE_PREFIX):]
+    return key
+
+
+def _find(keys: list[str], suffix: str) -> str | None:
+    hits = [k for k in keys if strip_compile_prefix(k) == suffix
+            or strip_compile_prefix(k).endswith("." + suffix)]
+    # Prefer the shortest name: "transformer.wte.weight" over a nested copy.
+    return min(hits, key=len) if hits else None
+
+
+def detect_layout(
+    keys: list[str],
+    config: dict | None = None,
+    wte_key: str | None = None,
+    wpe_key: str | None = None,
+) -> Layout:
+    """Find the embedding tensors among `keys`; `wte_key`/`wpe_key` override the search."""
+    config = config or {}
+    family = None
+    if wte_key is None:
+        for suffix, fam in TOKEN_SUFFIXES:
+            wte_key = _find(keys, suffix)
+            if wte_key:
+                family = fam
+                break
+        if wte_key is None:
+            raise EmbscopeError(
+                "no token embedding tensor found (looked for "
+                + ", ".join(s for s, _ in TOKEN_SUFFIXES)
+                + "); name it with --wte-key"
+            )
+    elif wte_key not in keys:
+        raise EmbscopeError(f"--wte-key: no tensor named '{wte_key}' in the checkpoint")
+    if family is None:
+        family = next((f for s, f in TOKEN_SUFFIXES if strip_compile_prefix(wte_key).endswith(s)), "custom")
+
+    layout = Layout(family=family, wte_key=wte_key, wpe_key=None)
+    if wpe_key is not None:
+        if wpe_key not in keys:
+            raise EmbscopeError(f"--wpe-key: no tensor named '{wpe_key}' in the checkpoint")
+        layout.wpe_key = wpe_key
+    elif family in POSITION_SUFFIXES:
+        layout.wpe_key = _find(keys, POSITION_SUFFIXES[family])
+
+    model_type = config.get("model_type")
+    if family == "opt" and layout.wpe_key:
+        layout.position_offset = OPT_POSITION_OFFSET
+    if family == "bert":
+        if model_type in ROBERTA_LIKE:
+            layout.position_offset = int(config.get("pad_token_id", 1)) + 1
+        layout.token_type_key = _find(keys, "embeddings.token_type_embeddings.weight")
+        w = _find(keys, "embeddings.LayerNorm.weight") or _find(keys, "embeddings.LayerNorm.gamma")
+        b = _find(keys, "embeddings.LayerNorm.bias") or _find(keys, "embeddings.LayerNorm.beta")
+        if w and b:
+            layout.norm_keys = (w, b)
+            layout.norm_eps = float(config.get("layer_norm_eps", 1e-12))
+    if family == "bloom":
+        w = _find(keys, "word_embeddings_layernorm.weight")
+        b = _find(keys, "word_embeddings_layernorm.bias")
+        if w and b:
+            layout.norm_keys = (w, b)
+            layout.norm_eps = float(config.get("layer_norm_epsilon", 1e-5))
+    return layout

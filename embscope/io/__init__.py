@@ -1,0 +1,1 @@
+"""Readers for checkpoint formats. Each returns lazily read matrices; nothing here prints."""

@@ -1,0 +1,115 @@
+"""Read tensors from a torch.save zip archive (nanoGPT ckpt.pt, pytorch_model.bin) without torch.
+
+The archive holds `<name>/data.pkl` (the object tree, tensors as references) and one stored,
+uncompressed entry `<name>/data/<key>` per storage. We unpickle the tree with a restricted
+unpickler (no code runs), pick the tensors we need, and memory-map their bytes straight out of
+the zip. Optimizer state is never touched: its tensors stay references to bytes we never read.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+from math import prod
+
+import numpy as np
+
+from embscope.errors import EmbscopeError
+from embscope.io.matrix import RAW_DTYPES, Matrix
+from embscope.io.restricted_pickle import TensorRef, TorchArchiveUnpickler, safe_loads
+
+LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
+_ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+             "U8": 1, "BOOL": 1}
+
+
+def is_zip(path: str) -> bool:
+    return zipfile.is_zipfile(path)
+
+
+class TorchArchive:
+    """A torch.save zip archive: its object tree (with TensorRefs) and on-demand tensor reads."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.size = os.path.getsize(path)
+        try:
+            self._zip = zipfile.ZipFile(path)
+            names = self._zip.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise EmbscopeError(f"{path}: not a readable zip archive ({e})") from None
+        pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise EmbscopeError(f"{path}: a zip file, but not a torch checkpoint (no data.pkl)")
+        self.prefix = pkl[0][: -len("data.pkl")]
+        byteorder = self.prefix + "byteorder"
+        if byteorder in names and self._zip.read(byteorder).strip() not in (b"little", b""):
+            raise EmbscopeError(f"{path}: big-endian torch checkpoints are not supported")
+        info = self._zip.getinfo(pkl[0])
+        self.bytes_read = info.file_size
+        self.tree = safe_loads(self._zip.read(info), TorchArchiveUnpickler, path)
+
+    def matrix(self, ref: object, name: str) -> Matrix:
+        """The 2-D tensor `ref` as a lazily read Matrix, memory-mapped from the archive."""
+        if not isinstance(ref, TensorRef):
+            raise EmbscopeError(f"{self.path}: '{name}' is not a tensor")
+        dtype = ref.storage.dtype
+        if dtype not in RAW_DTYPES:
+            raise EmbscopeError(
+                f"{self.path}: tensor '{name}' has dtype {dtype};"
+                " embscope reads F32, F16, BF16 and F64 embeddings"
+            )
+        if len(ref.shape) != 2:
+            raise EmbscopeError(
+                f"{self.path}: tensor '{name}' has shape {ref.shape}; an embedding matrix is 2-D"
+            )
+        return Matrix(raw=self._array(ref, name), dtype=dtype, name=name)
+
+    def vector(self, ref: object, name: str) -> np.ndarray:
+        if not isinstance(ref, TensorRef) or len(ref.shape) != 1 or ref.storage.dtype not in RAW_DTYPES:
+            raise EmbscopeError(f"{self.path}: '{name}' is not a 1-D float tensor")
+        m = Matrix(raw=self._array(ref, name)[None, :], dtype=ref.storage.dtype, name=name)
+        return np.array(m.rows(0, 1)[0])
+
+    def _array(self, ref: TensorRef, name: str) -> np.ndarray:
+        itemsize = _ITEMSIZE[ref.storage.dtype]
+        entry = self._entry(ref.storage.key)
+        if entry.compress_type != zipfile.ZIP_STORED:
+            raise EmbscopeError(f"{self.path}: tensor '{name}' is compressed; torch never does that")
+        if ref.storage.numel * itemsize != entry.file_size:
+            raise EmbscopeError(f"{self.path}: storage of '{name}' has the wrong size")
+        if any(s < 0 for s in ref.stride) or ref.offset < 0:
+            raise EmbscopeError(f"{self.path}: tensor '{name}' has a negative stride or offset")
+        # Highest element index the view touches; must lie inside the storage.
+        last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride)) if prod(ref.shape) else 0
+        if last >= ref.storage.numel and prod(ref.shape):
+            raise EmbscopeError(f"{self.path}: tensor '{name}' reaches outside its storage")
+        raw_dtype = RAW_DTYPES[ref.storage.dtype]
+        if not prod(ref.shape):
+            return np.zeros(ref.shape, dtype=raw_dtype)
+        base = np.memmap(self.path, dtype=raw_dtype, mode="r",
+                         offset=self._data_offset(entry), shape=(ref.storage.numel,))
+        return np.lib.stride_tricks.as_strided(
+            base[ref.offset:], shape=ref.shape,
+            strides=tuple(s * itemsize for s in ref.stride), writeable=False,
+        )
+
+    def _entry(self, key: str) -> zipfile.ZipInfo:
+        try:
+            return self._zip.getinfo(f"{self.prefix}data/{key}")
+        except KeyError:
+            raise EmbscopeError(f"{self.path}: storage '{key}' is missing from the archive") from None
+
+    def _data_offset(self, entry: zipfile.ZipInfo) -> int:
+        with open(self.path, "rb") as f:
+            f.seek(entry.header_offset)
+            header = f.read(LOCAL_HEADER.size)
+        if len(header) != LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise EmbscopeError(f"{self.path}: corrupt zip entry '{entry.filename}'")
+        fields = LOCAL_HEADER.unpack(header)
+        name_len, extra_len = fields[-2], fields[-1]
+        start = entry.header_offset + LOCAL_HEADER.size + name_len + extra_len
+        if start + entry.file_size > self.size:
+            raise EmbscopeError(f"{self.path}: zip entry '{entry.filename}' runs past the end of the file")
+        return start

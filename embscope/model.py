@@ -1,0 +1,441 @@
+"""Turn "a model the user names" into its token and position matrices and its tokenizer.
+
+`load(spec)` reads only what it needs: safetensors headers and the embedding tensors by offset;
+for torch archives the pickled object tree (never the optimizer's tensors); for sharded
+checkpoints only the shards that hold the embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+from embscope import tokenizer as tokenizers_
+from embscope.errors import EmbscopeError
+from embscope.families import Layout, detect_layout, strip_compile_prefix
+from embscope.io.hub import HubRepo, looks_like_hub_id
+from embscope.io.matrix import Matrix
+from embscope.tokenizer import Tokenizer
+
+ENV_MODEL = "EMBSCOPE_MODEL"
+GPT2_VOCAB = 50257
+NANOGPT_PADDED_VOCAB = 50304
+WEIGHT_FILES = [  # what a model directory may hold, in order of preference
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "ckpt.pt",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+]
+
+
+def default_model_dir() -> str:
+    return str(resources.files("embscope") / "data" / "shakespeare")
+
+
+@dataclass
+class Embeddings:
+    """The embedding layer of one model, with what we know about where it came from."""
+
+    source: str  # what the user named (path or hub id)
+    format: str
+    layout: Layout
+    wte: Matrix  # (V, d)
+    wpe: Matrix | None  # (P, d), None for models without learned positions
+    tokenizer: Tokenizer | None
+    n_tokens: int  # rows [n_tokens, V) of wte are vocabulary padding, never real tokens
+    files: list[str] = field(default_factory=list)
+    file_bytes: int = 0  # size of the weight files
+    read_bytes: int = 0  # headers and tensors embscope reads from them
+    facts: dict = field(default_factory=dict)  # training facts, file metadata
+    tied: bool | None = None
+    token_type0: np.ndarray | None = None  # (d,) BERT family: token type 0 is always added
+    norm: tuple[np.ndarray, np.ndarray, float] | None = None  # embedding LayerNorm (w, b, eps)
+    load_seconds: float = 0.0
+
+    @property
+    def vocab_rows(self) -> int:
+        return self.wte.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.wte.shape[1]
+
+    @property
+    def n_positions(self) -> int:
+        """Usable positions: wpe rows after the family's offset."""
+        return 0 if self.wpe is None else self.wpe.shape[0] - self.layout.position_offset
+
+    def require_positions(self) -> Matrix:
+        if self.wpe is None:
+            raise EmbscopeError(
+                f"{self.source}: this model has no learned position embeddings"
+                f" ({self.layout.family} family: positions are rotary, ALiBi or absent)"
+            )
+        return self.wpe
+
+    def position_rows(self, start: int, stop: int) -> np.ndarray:
+        """Position embeddings of positions [start, stop), float32 (stop - start, d)."""
+        off = self.layout.position_offset
+        return self.require_positions().rows(start + off, stop + off)
+
+    def token_text(self, token_id: int) -> bytes | None:
+        if self.tokenizer is None or token_id >= self.tokenizer.vocab_size:
+            return None
+        return self.tokenizer.token_bytes(token_id)
+
+
+class _Reader:
+    """Uniform access to the tensors of one checkpoint, whatever its format."""
+
+    format: str
+    keys: list[str]
+    files: list[str]
+    file_bytes: int
+    read_bytes: int
+    facts: dict
+    config: dict
+
+    def matrix(self, key: str) -> Matrix: ...
+    def vector(self, key: str) -> np.ndarray: ...
+    def same_storage(self, a: str, b: str) -> bool | None: return None
+
+
+class _SafetensorsReader(_Reader):
+    def __init__(self, paths: dict[str, str] | str, config: dict, fetch=None):
+        from embscope.io.safetensors_file import SafetensorsFile
+
+        self._open = SafetensorsFile
+        self.config = config
+        self.facts = {}
+        self._files: dict[str, SafetensorsFile] = {}
+        if isinstance(paths, str):  # one file
+            f = SafetensorsFile(paths)
+            self._files[paths] = f
+            self._where = {k: paths for k in f.tensors}
+            self.format = "safetensors"
+            self.facts.update(f.metadata)
+        else:  # sharded: key -> shard file name, fetched on demand
+            self._where = paths
+            self.format = "safetensors (sharded)"
+        self._fetch = fetch
+        self.keys = list(self._where)
+        self.read_bytes = 0
+        self.file_bytes = 0
+        self.files = []
+
+    def _file(self, key: str):
+        where = self._where[key]
+        if where not in self._files:
+            path = self._fetch(where) if self._fetch else where
+            self._files[where] = self._open(path)
+        f = self._files[where]
+        if key not in f.tensors:
+            raise EmbscopeError(f"{f.path}: the index names tensor '{key}', but the shard lacks it")
+        return f
+
+    def matrix(self, key: str) -> Matrix:
+        m = self._file(key).matrix(key)
+        self.read_bytes += m.nbytes
+        return m
+
+    def vector(self, key: str) -> np.ndarray:
+        return self._file(key).vector(key)
+
+    def finish(self) -> None:
+        for f in self._files.values():
+            self.files.append(f.path)
+            self.file_bytes += f.size
+            self.read_bytes += 8 + f.header_bytes
+
+
+class _TorchReader(_Reader):
+    def __init__(self, path: str, config: dict):
+        from embscope.io.torch_archive import TorchArchive
+
+        self.config = config
+        self.facts = {}
+        self.files = [path]
+        self.file_bytes = os.path.getsize(path)
+        self._archive = TorchArchive(path)
+        tree = self._archive.tree
+        state = tree
+        if isinstance(tree, dict) and "model" in tree and isinstance(tree["model"], dict):
+            state = tree["model"]
+            self.format = "nanoGPT checkpoint (torch zip)"
+            for k in ("iter_num", "best_val_loss"):
+                value = self._scalar(tree.get(k))
+                if value is not None:
+                    self.facts[k] = value
+            if isinstance(tree.get("model_args"), dict):
+                self.facts["model_args"] = dict(tree["model_args"])
+            if isinstance(tree.get("config"), dict):
+                self.facts["config"] = dict(tree["config"])
+                if isinstance(tree["config"].get("dataset"), str):
+                    self.facts["dataset"] = tree["config"]["dataset"]
+        else:
+            self.format = "torch state dict (zip)"
+        from embscope.io.restricted_pickle import TensorRef
+
+        if not isinstance(state, dict) or not any(isinstance(v, TensorRef) for v in state.values()):
+            raise EmbscopeError(
+                f"{path}: a torch checkpoint, but neither a state dict nor a nanoGPT checkpoint"
+                " (no 'model' entry)"
+            )
+        self._state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, TensorRef)}
+        self.keys = list(self._state)
+        self.read_bytes = self._archive.bytes_read
+
+    def _scalar(self, value) -> float | int | None:
+        """A number, or a one-element tensor (nanoGPT saves best_val_loss as a tensor)."""
+        from embscope.io.restricted_pickle import TensorRef
+
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if isinstance(value, TensorRef) and len(value.shape) == 0 and value.storage.dtype in ("F32", "F64", "F16", "BF16"):
+            ref = TensorRef(value.storage, value.offset, (1,), (1,))
+            return round(float(self._archive.vector(ref, "scalar")[0]), 6)
+        return None
+
+    def matrix(self, key: str) -> Matrix:
+        m = self._archive.matrix(self._state[key], key)
+        self.read_bytes += m.nbytes
+        return m
+
+    def vector(self, key: str) -> np.ndarray:
+        return self._archive.vector(self._state[key], key)
+
+    def same_storage(self, a: str, b: str) -> bool | None:
+        if a in self._state and b in self._state:
+            return self._state[a].storage.key == self._state[b].storage.key
+        return None
+
+    def finish(self) -> None:
+        pass
+
+
+def _read_json(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise EmbscopeError(f"{path}: not readable JSON ({e})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _sharded_map(index_path: str) -> dict[str, str]:
+    index = _read_json(index_path)
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and "/" not in v and v not in ("", ".", "..")
+        for k, v in weight_map.items()
+    ):
+        raise EmbscopeError(f"{index_path}: not a sharded checkpoint index (bad 'weight_map')")
+    return weight_map
+
+
+def _local_fetch(directory: str):
+    def fetch(name: str, required: bool = False) -> str | None:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+        if required:
+            raise EmbscopeError(f"{path}: no such file")
+        return None
+
+    return fetch
+
+
+def _open_reader(spec: str):
+    """(reader, directory of the model or None, fetch function for sibling files)."""
+    if os.path.isfile(spec):
+        directory = os.path.dirname(os.path.abspath(spec))
+        fetch = _local_fetch(directory)
+        config = _read_json(fetch("config.json"))
+        if spec.endswith(".json"):
+            return _reader_for_index(spec, config, fetch), directory, fetch
+        return _reader_for_file(spec, config), directory, fetch
+    if os.path.isdir(spec):
+        fetch = _local_fetch(spec)
+        repo_files = WEIGHT_FILES
+    elif looks_like_hub_id(spec) and not spec.startswith((".", "/", "~")):
+        repo = HubRepo(spec)
+        fetch = repo.fetch
+        repo_files = [f for f in WEIGHT_FILES if f != "ckpt.pt"]
+    else:
+        raise EmbscopeError(f"{spec}: no such file or directory")
+    for name in repo_files:
+        path = fetch(name)
+        if path:
+            directory = os.path.dirname(path)
+            config = _read_json(fetch("config.json"))
+            if name.endswith(".json"):
+                return _reader_for_index(path, config, fetch), directory, fetch
+            return _reader_for_file(path, config), directory, fetch
+    if os.path.isdir(spec):
+        singles = sorted(n for n in os.listdir(spec) if n.endswith(".safetensors"))
+        if len(singles) == 1:
+            return _reader_for_file(os.path.join(spec, singles[0]), _read_json(fetch("config.json"))), spec, fetch
+        raise EmbscopeError(
+            f"{spec}: no model weights in this directory (looked for {', '.join(WEIGHT_FILES)})"
+        )
+    raise EmbscopeError(f"{spec}: the repository has none of {', '.join(repo_files)}")
+
+
+def _reader_for_index(index_path: str, config: dict, fetch):
+    weight_map = _sharded_map(index_path)
+    if all(v.endswith(".safetensors") for v in weight_map.values()):
+        return _SafetensorsReader(weight_map, config, fetch=lambda n: fetch(n, required=True))
+    return _ShardedTorchReader(weight_map, config, fetch)
+
+
+class _ShardedTorchReader(_Reader):
+    """pytorch_model.bin.index.json: opens only the shard(s) holding the tensors asked for."""
+
+    def __init__(self, weight_map: dict[str, str], config: dict, fetch):
+        self._where, self.config, self._fetch = weight_map, config, fetch
+        self._readers: dict[str, _TorchReader] = {}
+        self.keys = list(weight_map)
+        self.format = "torch state dict (sharded)"
+        self.facts, self.files, self.file_bytes, self.read_bytes = {}, [], 0, 0
+
+    def _reader(self, key: str) -> _TorchReader:
+        shard = self._where[key]
+        if shard not in self._readers:
+            self._readers[shard] = _TorchReader(self._fetch(shard, required=True), self.config)
+        return self._readers[shard]
+
+    def matrix(self, key: str) -> Matrix:
+        return self._reader(key).matrix(key)
+
+    def vector(self, key: str) -> np.ndarray:
+        return self._reader(key).vector(key)
+
+    def finish(self) -> None:
+        for r in self._readers.values():
+            self.files += r.files
+            self.file_bytes += r.file_bytes
+            self.read_bytes += r.read_bytes
+
+
+def _reader_for_file(path: str, config: dict):
+    if path.endswith(".safetensors"):
+        return _SafetensorsReader(path, config)
+    if os.path.getsize(path) == 0:
+        raise EmbscopeError(f"{path}: empty file")
+    from embscope.io.torch_archive import is_zip
+
+    if is_zip(path):
+        return _TorchReader(path, config)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) == 8 and int.from_bytes(head, "little") < os.path.getsize(path) and head[:1] != b"\x80":
+        from embscope.io.safetensors_file import SafetensorsFile
+
+        SafetensorsFile(path)  # raises a precise error if it is not one
+        return _SafetensorsReader(path, config)
+    if head[:1] == b"\x80":
+        raise EmbscopeError(
+            f"{path}: a legacy (pre-zip) torch pickle; embscope reads only the zip format"
+            " torch.save has written since PyTorch 1.6 (re-save it with torch.save)"
+        )
+    raise EmbscopeError(f"{path}: not a checkpoint embscope can read (safetensors or torch zip)")
+
+
+def load(
+    spec: str | None = None,
+    *,
+    wte_key: str | None = None,
+    wpe_key: str | None = None,
+    tokenizer: str | None = None,
+    meta: str | None = None,
+) -> Embeddings:
+    """Load the embedding layer of the model named by `spec` (see the README for what it may be)."""
+    t0 = time.perf_counter()
+    spec = spec or os.environ.get(ENV_MODEL) or default_model_dir()
+    reader, directory, fetch = _open_reader(spec)
+    layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
+    wte = reader.matrix(layout.wte_key)
+    wpe = reader.matrix(layout.wpe_key) if layout.wpe_key else None
+    if wpe is not None and wpe.shape[1] != wte.shape[1]:
+        raise EmbscopeError(
+            f"{spec}: token embeddings are {wte.shape[1]} wide but position embeddings"
+            f" {wpe.shape[1]}: '{layout.wte_key}' and '{layout.wpe_key}' do not belong together"
+        )
+    if wpe is not None and wpe.shape[0] <= layout.position_offset:
+        raise EmbscopeError(f"{spec}: the position matrix has no rows past its offset")
+    emb = Embeddings(source=spec, format=reader.format, layout=layout, wte=wte, wpe=wpe,
+                     tokenizer=None, n_tokens=wte.shape[0])
+    if layout.token_type_key:
+        emb.token_type0 = reader.matrix(layout.token_type_key).rows(0, 1)[0].copy()
+    if layout.norm_keys:
+        w, b = (reader.vector(k) for k in layout.norm_keys)
+        emb.norm = (w, b, layout.norm_eps)
+    emb.tied = _tied(reader, layout)
+    emb.facts = dict(reader.facts)
+    emb.tokenizer = _tokenizer(spec, reader, directory, fetch, emb, tokenizer, meta)
+    if emb.tokenizer is not None:
+        if emb.tokenizer.vocab_size > emb.vocab_rows:
+            raise EmbscopeError(
+                f"{spec}: the tokenizer ({emb.tokenizer.source}) has {emb.tokenizer.vocab_size}"
+                f" ids but the model only {emb.vocab_rows} token embeddings: they do not belong together"
+            )
+        emb.n_tokens = emb.tokenizer.vocab_size
+    reader.finish()
+    emb.files, emb.file_bytes, emb.read_bytes = reader.files, reader.file_bytes, reader.read_bytes
+    emb.load_seconds = time.perf_counter() - t0
+    return emb
+
+
+def _tied(reader: _Reader, layout: Layout) -> bool | None:
+    head = next((k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"), None)
+    if head is None:
+        tie = reader.config.get("tie_word_embeddings")
+        if tie is not None:
+            return bool(tie)
+        return True if reader.format.startswith("safetensors") and reader.config else None
+    return reader.same_storage(head, layout.wte_key)
+
+
+def _tokenizer(spec, reader, directory, fetch, emb: Embeddings, path, meta) -> Tokenizer | None:
+    if path:
+        return tokenizers_.from_path(path)
+    if meta:
+        return tokenizers_.from_meta_pkl(meta)
+    if reader.format.startswith("nanoGPT"):
+        found = _find_meta_pkl(spec, emb.facts.get("dataset"))
+        if found:
+            return tokenizers_.from_meta_pkl(found)
+    elif fetch is not None:
+        for name in ("tokenizer.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer_config.json",
+                     "special_tokens_map.json", "tokenizer.model"):
+            fetch(name)  # bring hub files into the snapshot folder; local: a no-op lookup
+        if directory:
+            tok = tokenizers_.from_directory(directory)
+            if tok is not None:
+                return tok
+    if emb.vocab_rows in (GPT2_VOCAB, NANOGPT_PADDED_VOCAB) and emb.layout.family == "gpt2":
+        return tokenizers_.bundled_gpt2()
+    return None
+
+
+def _find_meta_pkl(spec: str, dataset) -> str | None:
+    """Where nanoGPT's sample.py looks (data/<dataset>/meta.pkl from the working directory),
+    then beside the checkpoint and in the folders above it."""
+    candidates = []
+    if isinstance(dataset, str) and dataset and "/" not in dataset and dataset not in (".", ".."):
+        candidates.append(os.path.join("data", dataset, "meta.pkl"))
+    here = os.path.dirname(os.path.abspath(spec)) if os.path.isfile(spec) else os.path.abspath(spec)
+    for _ in range(3):
+        candidates.append(os.path.join(here, "meta.pkl"))
+        if isinstance(dataset, str) and dataset and "/" not in dataset:
+            candidates.append(os.path.join(here, "data", dataset, "meta.pkl"))
+        here = os.path.dirname(here)
+    return next((c for c in candidates if os.path.isfile(c)), None)

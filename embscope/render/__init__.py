@@ -1,0 +1,1 @@
+"""Rendering of pictures: terminal heatmaps, histograms and line plots, and PNG files."""

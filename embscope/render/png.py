@@ -1,0 +1,186 @@
+"""PNG pictures with matplotlib (the optional "plot" extra), written atomically.
+
+matplotlib is imported inside each function, and only its Agg canvas is used (no pyplot, no
+global backend switch). Each file is rendered to a temporary file in the target's directory and
+moved onto the target with os.replace, so a failure never leaves a partial PNG behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from embscope.errors import EmbscopeError, missing_extra
+
+DPI = 120
+NAN_COLOR = "#e41a1c"  # red, as in the terminal heatmap (not on the viridis path)
+
+
+def _new_figure(figsize: tuple[float, float]):
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise missing_extra("matplotlib", "plot", "Writing a PNG") from None
+    fig = Figure(figsize=figsize, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _file_mode() -> int:
+    """0o666 minus the process umask (read without changing it, where the OS allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
+
+
+def _save_atomic(fig, path: str | os.PathLike) -> Path:
+    target = Path(path)
+    directory = target.parent
+    if not directory.is_dir():
+        raise EmbscopeError(f"Cannot write {target}: directory {directory} does not exist")
+    if target.is_dir():
+        raise EmbscopeError(f"Cannot write {target}: it is a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=DPI)
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise EmbscopeError(f"Cannot write {target}: {exc.strerror or exc}") from exc
+        raise
+    return target
+
+
+def _evenly_spaced(labels: np.ndarray) -> float | None:
+    """The step of an evenly spaced numeric label array, else None."""
+    if labels.size < 2:
+        return 1.0
+    d = np.diff(labels.astype(np.float64))  # (n - 1,)
+    return float(d[0]) if d[0] != 0 and np.allclose(d, d[0]) else None
+
+
+def save_heatmap_png(
+    matrix: np.ndarray,
+    labels: np.ndarray | list[int],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    value_label: str,
+) -> Path:
+    """Write a viridis heatmap of a square (n, n) matrix; both axes show the real position
+    numbers `labels`; colour bar labelled `value_label`; NaN cells red. Returns the path."""
+    m = np.asarray(matrix, dtype=np.float64)  # (n, n)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"heatmap needs a non-empty square matrix, got shape {m.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (m.shape[0],):
+        raise ValueError(f"labels must have length {m.shape[0]}, got shape {labels.shape}")
+
+    fig = _new_figure((7.2, 6.0))
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=NAN_COLOR)
+    ax = fig.add_subplot()
+    step = _evenly_spaced(labels)
+    if step is not None:
+        lo, hi = float(labels[0]) - step / 2, float(labels[-1]) + step / 2
+        extent = (lo, hi, hi, lo)  # row 0 at the top
+    else:
+        extent = None  # index coordinates; tick labels mapped to the labels below
+    masked = np.ma.masked_invalid(m)
+    im = ax.imshow(masked, cmap=cmap, extent=extent, origin="upper", aspect="equal")
+    if step is None:
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        def fmt(v, _pos):
+            i = int(round(v))
+            return str(labels[i]) if 0 <= i < labels.size else ""
+
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(integer=True))
+            axis.set_major_formatter(FuncFormatter(fmt))
+    ax.set_xlabel("position")
+    ax.set_ylabel("position")
+    ax.set_title(title)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label(value_label)
+    fig.tight_layout()
+    return _save_atomic(fig, path)
+
+
+def save_histogram_png(
+    values: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    bins: int,
+    title: str,
+    x_label: str,
+    markers: dict[str, float] | None = None,
+) -> Path:
+    """Write a histogram of the finite values (numpy.histogram bins) with optional vertical
+    marker lines (e.g. {"p50": x}) labelled in a legend. Returns the path."""
+    v = np.asarray(values, dtype=np.float64).ravel()  # (N,)
+    v = v[np.isfinite(v)]
+    fig = _new_figure((7.2, 4.2))
+    ax = fig.add_subplot()
+    if v.size:
+        counts, edges = np.histogram(v, bins=bins)
+        ax.stairs(counts, edges, fill=True, color="#2a788e", alpha=0.9)
+    else:
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+    styles = ("--", ":", "-.", (0, (5, 1, 1, 1)))
+    colors = ("#d62728", "#000000", "#ff7f0e", "#9467bd")
+    for k, (name, x) in enumerate((markers or {}).items()):
+        if x is not None and np.isfinite(x):
+            ax.axvline(float(x), color=colors[k % len(colors)],
+                       linestyle=styles[k % len(styles)], linewidth=1.5,
+                       label=f"{name} = {float(x):.4g}")
+    if markers:
+        ax.legend(loc="best", frameon=True)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save_atomic(fig, path)
+
+
+def save_line_png(
+    x: np.ndarray,
+    y: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+) -> Path:
+    """Write a line plot of y against x (NaN breaks the line). Returns the path."""
+    xs = np.asarray(x, dtype=np.float64).ravel()  # (N,)
+    ys = np.asarray(y, dtype=np.float64).ravel()  # (N,)
+    if xs.shape != ys.shape:
+        raise ValueError(f"x and y differ in length: {xs.size} vs {ys.size}")
+    order = np.argsort(xs, kind="stable")
+    fig = _new_figure((7.2, 4.2))
+    ax = fig.add_subplot()
+    ax.plot(xs[order], ys[order], color="#21918c", linewidth=1.5)
+    ax.grid(True, alpha=0.3)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save_atomic(fig, path)

@@ -1,0 +1,49 @@
+"""The facts `embscope info` reports about a loaded model, as (field, value) pairs."""
+
+from __future__ import annotations
+
+from embscope.model import Embeddings, default_model_dir
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def describe(emb: Embeddings) -> list[tuple[str, object]]:
+    lay = emb.layout
+    rows: list[tuple[str, object]] = [
+        ("source", emb.source + (" (embscope's bundled default)" if emb.source == default_model_dir() else "")),
+        ("format", emb.format),
+        ("family", lay.family),
+        ("files", ", ".join(emb.files)),
+        ("token_tensor", lay.wte_key),
+        ("position_tensor", lay.wpe_key or "none (no learned positions)"),
+        ("vocab_rows", emb.vocab_rows),
+        ("tokens", emb.n_tokens),
+        ("padding_rows", emb.vocab_rows - emb.n_tokens),
+        ("dim", emb.dim),
+        ("positions", emb.n_positions),
+        ("position_offset", lay.position_offset),
+        ("dtype", emb.wte.dtype_name),
+        ("tied_lm_head", "unknown" if emb.tied is None else ("yes" if emb.tied else "no")),
+        ("tokenizer", emb.tokenizer.kind if emb.tokenizer else "none (query by id: #123)"),
+        ("tokenizer_source", emb.tokenizer.source if emb.tokenizer else ""),
+        ("file_bytes", emb.file_bytes),
+        ("read_bytes", emb.read_bytes),
+        ("read_fraction", f"{emb.read_bytes / emb.file_bytes:.1%} ({_mib(emb.read_bytes)} of {_mib(emb.file_bytes)})"
+         if emb.file_bytes else ""),
+    ]
+    if emb.norm is not None:
+        rows.append(("embedding_layernorm", f"{lay.norm_keys[0]} (eps {emb.norm[2]:g})"))
+    if lay.token_type_key:
+        rows.append(("token_type_tensor", lay.token_type_key))
+    for key in ("iter_num", "best_val_loss", "dataset"):
+        if key in emb.facts:
+            rows.append((key, emb.facts[key]))
+    for key, value in sorted(emb.facts.items()):
+        if key not in ("iter_num", "best_val_loss", "dataset", "model_args", "config") and isinstance(value, str):
+            rows.append((f"meta.{key}", value))
+    if isinstance(emb.facts.get("model_args"), dict):
+        rows.append(("model_args", ", ".join(f"{k}={v}" for k, v in emb.facts["model_args"].items())))
+    rows.append(("load_seconds", round(emb.load_seconds, 4)))
+    return rows

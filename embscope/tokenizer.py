@@ -1,0 +1,267 @@
+"""Tokenizers: text to ids, and ids back to the exact bytes of each token.
+
+Three kinds: a `tokenizers` library tokenizer (tokenizer.json, vocab.json + merges.txt, BERT's
+vocab.txt, or GPT-2's files bundled with embscope), nanoGPT's character-level `meta.pkl`, and any
+other Hugging Face tokenizer through `transformers`, when it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import lru_cache
+from importlib import resources
+
+from embscope.errors import EmbscopeError, missing_extra
+from embscope.io.restricted_pickle import PlainDataUnpickler, safe_loads
+
+GPT2_SPECIAL = "<|endoftext|>"
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+SPACE_MARK = "\u2581"  # SentencePiece's word-start mark
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's bytes_to_unicode table, inverted: printable stand-in character -> byte."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1)
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+class Tokenizer:
+    """Common interface. `kind` and `source` describe it for `info`."""
+
+    kind: str
+    source: str
+    vocab_size: int  # number of ids the tokenizer can produce
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The token's exact content (bytes: a byte-level token may be part of a UTF-8 char)."""
+        raise NotImplementedError
+
+    def single_token(self, text: str) -> int | None:
+        ids = self.encode(text)
+        return ids[0] if len(ids) == 1 else None
+
+    def word_ids(self, word: str, exact: bool = False) -> list[int]:
+        """The ids a user means by `word`: ' word' (mid-sentence) when that is one token."""
+        if not exact and not word.startswith(" "):
+            spaced = self.single_token(" " + word)
+            if spaced is not None:
+                return [spaced]
+        return self.encode(word)
+
+
+class HFTokenizer(Tokenizer):
+    """A `tokenizers.Tokenizer`."""
+
+    def __init__(self, tok, kind: str, source: str):
+        self._tok = tok
+        self.kind = kind
+        self.source = source
+        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        decoder = json.dumps(json.loads(tok.to_str()).get("decoder"))
+        self._byte_level = '"ByteLevel"' in decoder
+        self._byte_fallback = '"ByteFallback"' in decoder
+        self._metaspace = '"Metaspace"' in decoder or SPACE_MARK in decoder
+        self._special = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def token_bytes(self, token_id: int) -> bytes:
+        piece = self._tok.id_to_token(token_id)
+        if piece is None:
+            return b""
+        if piece in self._special:
+            return piece.encode()
+        if self._byte_level:
+            table = _byte_decoder()
+            if all(ch in table for ch in piece):
+                return bytes(table[ch] for ch in piece)
+            return piece.encode()
+        if self._byte_fallback:
+            m = _BYTE_FALLBACK.fullmatch(piece)
+            if m:
+                return bytes([int(m.group(1), 16)])
+        if self._metaspace:
+            piece = piece.replace(SPACE_MARK, " ")
+        return piece.encode()
+
+
+class CharTokenizer(Tokenizer):
+    """nanoGPT's character-level vocabulary from `meta.pkl` (`stoi`, `itos`)."""
+
+    def __init__(self, stoi: dict[str, int], itos: dict[int, str], source: str):
+        self.stoi, self.itos = stoi, itos
+        self.kind = "character-level (nanoGPT meta.pkl)"
+        self.source = source
+        self.vocab_size = len(itos)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.stoi[ch] for ch in text]
+        except KeyError as e:
+            raise EmbscopeError(
+                f"character {e.args[0]!r} is not in the model's {self.vocab_size}-character vocabulary"
+            ) from None
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.itos.get(token_id, "").encode()
+
+    def word_ids(self, word: str, exact: bool = False) -> list[int]:
+        return self.encode(word)
+
+
+class TransformersTokenizer(Tokenizer):
+    """Any tokenizer `transformers.AutoTokenizer` can load (SentencePiece models, ...)."""
+
+    def __init__(self, tok, source: str):
+        self._tok = tok
+        self.kind = f"{type(tok).__name__} (transformers)"
+        self.source = source
+        self.vocab_size = len(tok)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok(text, add_special_tokens=False)["input_ids"])
+
+    def token_bytes(self, token_id: int) -> bytes:
+        piece = self._tok.convert_ids_to_tokens(token_id) or ""
+        m = _BYTE_FALLBACK.fullmatch(piece)
+        if m:
+            return bytes([int(m.group(1), 16)])
+        return piece.replace(SPACE_MARK, " ").encode()
+
+
+def _tokenizers_module():
+    import tokenizers
+
+    return tokenizers
+
+
+def from_tokenizer_json(path: str) -> HFTokenizer:
+    tk = _tokenizers_module()
+    try:
+        tok = tk.Tokenizer.from_file(path)
+    except Exception as e:  # noqa: BLE001 - the library raises bare Exception on bad files
+        raise EmbscopeError(f"{path}: not a readable tokenizer.json ({_first_line(e)})") from None
+    return HFTokenizer(tok, "tokenizer.json (tokenizers)", path)
+
+
+def from_vocab_merges(vocab: str, merges: str, kind: str = "byte-level BPE (vocab.json + merges.txt)") -> HFTokenizer:
+    tk = _tokenizers_module()
+    try:
+        tok = tk.Tokenizer(tk.models.BPE.from_file(vocab, merges))
+    except Exception as e:  # noqa: BLE001
+        raise EmbscopeError(f"{vocab}: not a readable BPE vocabulary ({_first_line(e)})") from None
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tk.decoders.ByteLevel()
+    if tok.token_to_id(GPT2_SPECIAL) is not None:
+        tok.add_special_tokens([GPT2_SPECIAL])
+    return HFTokenizer(tok, kind, os.path.dirname(vocab))
+
+
+def from_wordpiece(vocab_txt: str, lowercase: bool) -> HFTokenizer:
+    tk = _tokenizers_module()
+    try:
+        tok = tk.BertWordPieceTokenizer(vocab_txt, lowercase=lowercase)
+    except Exception as e:  # noqa: BLE001
+        raise EmbscopeError(f"{vocab_txt}: not a readable WordPiece vocabulary ({_first_line(e)})") from None
+    return HFTokenizer(tok._tokenizer, "WordPiece (vocab.txt)", vocab_txt)
+
+
+def bundled_gpt2() -> HFTokenizer:
+    """GPT-2's BPE, shipped with embscope: the same ids as tiktoken's "gpt2" encoding."""
+    root = resources.files("embscope") / "data" / "gpt2"
+    return from_vocab_merges(
+        str(root / "vocab.json"), str(root / "merges.txt"), kind="GPT-2 BPE (bundled with embscope)"
+    )
+
+
+def from_meta_pkl(path: str) -> CharTokenizer:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise EmbscopeError(f"{path}: {e.strerror}") from None
+    meta = safe_loads(data, PlainDataUnpickler, path)
+    stoi = meta.get("stoi") if isinstance(meta, dict) else None
+    itos = meta.get("itos") if isinstance(meta, dict) else None
+    if not (
+        isinstance(stoi, dict) and isinstance(itos, dict)
+        and all(isinstance(k, str) and isinstance(v, int) for k, v in stoi.items())
+        and all(isinstance(k, int) and isinstance(v, str) for k, v in itos.items())
+    ):
+        raise EmbscopeError(f"{path}: not a nanoGPT meta.pkl (expected 'stoi' and 'itos' dicts)")
+    return CharTokenizer(stoi, itos, path)
+
+
+def from_directory(directory: str) -> Tokenizer | None:
+    """The tokenizer saved in a model directory, or None when it holds none."""
+
+    def has(name: str) -> str | None:
+        p = os.path.join(directory, name)
+        return p if os.path.isfile(p) else None
+
+    if has("tokenizer.json"):
+        return from_tokenizer_json(has("tokenizer.json"))
+    if has("vocab.json") and has("merges.txt"):
+        return from_vocab_merges(has("vocab.json"), has("merges.txt"))
+    if has("vocab.txt"):
+        lowercase = True
+        if has("tokenizer_config.json"):
+            try:
+                with open(has("tokenizer_config.json")) as f:
+                    lowercase = bool(json.load(f).get("do_lower_case", True))
+            except (OSError, ValueError):
+                pass
+        return from_wordpiece(has("vocab.txt"), lowercase)
+    if has("tokenizer.model") or has("spiece.model") or has("sentencepiece.bpe.model"):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise missing_extra("transformers", "transformers", "This model's SentencePiece tokenizer") from None
+        try:
+            return TransformersTokenizer(AutoTokenizer.from_pretrained(directory), directory)
+        except Exception as e:  # noqa: BLE001 - any failure inside transformers
+            raise EmbscopeError(f"{directory}: transformers could not load the tokenizer ({_first_line(e)})") from None
+    return None
+
+
+def from_path(path: str) -> Tokenizer:
+    """`--tokenizer PATH`: a tokenizer.json, a meta.pkl, a vocab.json (+ merges.txt beside it) or a directory."""
+    if os.path.isdir(path):
+        tok = from_directory(path)
+        if tok is None:
+            raise EmbscopeError(f"{path}: no tokenizer files in this directory")
+        return tok
+    if not os.path.exists(path):
+        raise EmbscopeError(f"{path}: no such file or directory")
+    name = os.path.basename(path)
+    if name.endswith(".pkl"):
+        return from_meta_pkl(path)
+    if name.endswith(".json") and name != "vocab.json":
+        return from_tokenizer_json(path)
+    if name == "vocab.json":
+        merges = os.path.join(os.path.dirname(path), "merges.txt")
+        return from_vocab_merges(path, merges)
+    if name.endswith(".txt"):
+        return from_wordpiece(path, lowercase=True)
+    raise EmbscopeError(f"{path}: unknown tokenizer file (expected tokenizer.json, vocab.json, vocab.txt or meta.pkl)")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

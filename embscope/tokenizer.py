@@ -40,6 +40,7 @@ def _byte_decoder() -> dict[str, int]:
 class Tokenizer:
     """Common interface. `kind` and `source` describe it for `info`."""
 
+    unk_id: int | None = None  # the id unknown text maps to, if the tokenizer has one
     kind: str
     source: str
     vocab_size: int  # number of ids the tokenizer can produce
@@ -72,7 +73,10 @@ class HFTokenizer(Tokenizer):
         self.kind = kind
         self.source = source
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
-        decoder = json.dumps(json.loads(tok.to_str()).get("decoder"))
+        spec = json.loads(tok.to_str())
+        decoder = json.dumps(spec.get("decoder"))
+        unk = (spec.get("model") or {}).get("unk_token")
+        self.unk_id = tok.token_to_id(unk) if isinstance(unk, str) else None
         self._byte_level = '"ByteLevel"' in decoder
         self._byte_fallback = '"ByteFallback"' in decoder
         self._metaspace = '"Metaspace"' in decoder or SPACE_MARK in decoder

@@ -278,7 +278,7 @@ def main():
     ap.add_argument("--block-size", type=int, default=128)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-iters", type=int, default=1500)
+    ap.add_argument("--max-iters", type=int, default=1200)
     ap.add_argument("--warmup-iters", type=int, default=100)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-lr", type=float, default=1e-4)

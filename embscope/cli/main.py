@@ -38,9 +38,10 @@ def _global(
 
 
 def _register() -> None:
-    from embscope.cli import info
+    from embscope.cli import info, neighbors
 
     app.command("info")(info.info)
+    app.command("neighbors")(neighbors.neighbors)
 
 
 _register()

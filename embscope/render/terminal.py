@@ -227,8 +227,8 @@ def _consecutive(labels: np.ndarray) -> bool:
             and bool(np.all(np.diff(labels) == 1)))
 
 
-def _axis_ticks(labels: np.ndarray, block: int, n_cells: int, per_slot: int,
-                n_slots: int, max_ticks: int) -> list[tuple[int, str]]:
+def _axis_ticks(labels: np.ndarray, block: int, per_slot: int, n_slots: int,
+                max_ticks: int) -> list[tuple[int, str]]:
     """(slot, text) ticks. A slot is a character column (x) or line (y) holding `per_slot`
     pooled cells of `block` positions each."""
     if n_slots <= 0:
@@ -302,7 +302,7 @@ def heatmap(
     n_lines = math.ceil(c / rows_per_line)
     y_ticks = dict()
     if gutter:
-        for slot, text in _axis_ticks(labels, block, c, rows_per_line, n_lines,
+        for slot, text in _axis_ticks(labels, block, rows_per_line, n_lines,
                                       max(1, n_lines // 4)):
             if 0 <= slot < n_lines and slot not in y_ticks:
                 y_ticks[slot] = text
@@ -341,7 +341,7 @@ def heatmap(
         lines.append(t)
 
     # x axis: tick marks, then tick labels
-    x_ticks = [(s, txt) for s, txt in _axis_ticks(labels, block, c, 1, c, max(1, c // (label_w + 3)))
+    x_ticks = [(s, txt) for s, txt in _axis_ticks(labels, block, 1, c, max(1, c // (label_w + 3)))
                if 0 <= s < c]
     kept = _layout(c, x_ticks)
     mark_line = ["─"] * c
@@ -369,7 +369,9 @@ def _scale_line(vmin: float, vmax: float, value_label: str, max_width: int, colo
     if color == "none":
         t.append(f"{lo_s} [{SHADES}] {hi_s}")
     else:
-        ramp_w = max(1, min(24, max_width - len(lo_s) - len(hi_s) - 2))
+        room = max_width - len(lo_s) - len(hi_s) - 2
+        label_room = room - (cell_len(label) + 2 if label else 0)
+        ramp_w = max(1, min(24, label_room if label_room >= 8 else room))
         t.append(lo_s + " ")
         for k in range(ramp_w):
             frac = k / (ramp_w - 1) if ramp_w > 1 else 0.5
@@ -532,9 +534,12 @@ def line_plot(
 
     ymin, ymax = float(ys[fin].min()), float(ys[fin].max())
     xmin, xmax = float(xs.min()), float(xs.max())
-    y_ticks = {0: ymax, height - 1: ymin}
-    if height >= 5:
-        y_ticks[(height - 1) // 2] = (ymax + ymin) / 2
+    if ymax > ymin:
+        y_ticks = {0: ymax, height - 1: ymin}
+        if height >= 5:
+            y_ticks[(height - 1) // 2] = (ymax + ymin) / 2
+    else:  # constant: one label, on the line the points are drawn on
+        y_ticks = {(4 * height - 1) // 2 // 4: ymax}
     y_res = (ymax - ymin) / 100 if ymax > ymin else abs(ymax) / 100
     tick_text = dict(zip(y_ticks, _fmt_fixed(list(y_ticks.values()), y_res)))
     label_w = max(len(s) for s in tick_text.values())

@@ -1,0 +1,1 @@
+"""The maths: arrays in, arrays or small dataclasses out. Nothing here prints or parses."""

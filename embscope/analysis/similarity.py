@@ -1,0 +1,115 @@
+"""Scoring query vectors against every token embedding, in blocks, with cached row norms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embscope.analysis.topk import topk_rows
+from embscope.errors import UsageError
+from embscope.io.matrix import Matrix
+
+METRICS = ("cosine", "dot", "euclidean")
+QUERY_CHUNK = 512  # queries scored at once: (512, V) float32 scores
+ROW_BLOCK = 16384  # matrix rows converted to float32 at once (fp16 / bf16 storage)
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise UsageError(f"unknown metric '{metric}' (choose from {', '.join(METRICS)})")
+    return metric
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """Rows of `v` scaled to length 1 (zero rows stay zero)."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n == 0, 1, n)
+
+
+@dataclass
+class Index:
+    """The first `n` rows of a token matrix, ready to be searched."""
+
+    matrix: Matrix  # (V, d)
+    n: int  # rows [0, n) are searchable (the rest is vocabulary padding)
+    _norms: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def norms(self) -> np.ndarray:
+        """L2 norm of each searchable row, float32 (n,); computed once, in blocks."""
+        if self._norms is None:
+            out = np.empty(self.n, dtype=np.float32)
+            for start, block in self._blocks():
+                out[start:start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
+            self._norms = out
+        return self._norms
+
+    def bad_rows(self) -> np.ndarray:
+        """Ids of rows holding NaN or Inf (their norm is not finite)."""
+        return np.flatnonzero(~np.isfinite(self.norms))
+
+    def _blocks(self):
+        for start in range(0, self.n, ROW_BLOCK):
+            yield start, self.matrix.rows(start, min(self.n, start + ROW_BLOCK))
+
+    def vectors(self, ids) -> np.ndarray:
+        return self.matrix.take(ids)
+
+    def scores(self, queries: np.ndarray, metric: str) -> np.ndarray:
+        """(q, n) scores, larger is nearer: cosine, dot, or minus the euclidean distance."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)  # (q, d)
+        if metric == "cosine":
+            q = unit(q)
+        out = np.empty((len(q), self.n), dtype=np.float32)
+        if self.matrix.dtype == "F32":  # memory-mapped rows: one product, no copy
+            np.matmul(q, self.matrix.raw[: self.n].T, out=out)
+        else:
+            for start, block in self._blocks():
+                out[:, start:start + len(block)] = q @ block.T
+        if metric == "cosine":
+            norms = self.norms
+            out /= np.where(norms == 0, 1, norms)
+        elif metric == "euclidean":
+            sq = np.einsum("ij,ij->i", queries, queries)[:, None] + self.norms**2 - 2 * out
+            np.sqrt(np.maximum(sq, 0, out=sq), out=sq)
+            out = -sq.astype(np.float32)
+        out[~np.isfinite(out)] = -np.inf  # NaN rows never rank
+        return out
+
+    def nearest(self, queries: np.ndarray, k: int, metric: str, exclude: list[list[int]] | None = None):
+        """Top-k per query: yields (query index, ids (k,), scores (k,)) in query order.
+
+        Euclidean scores are returned as distances (positive, ascending)."""
+        for start in range(0, len(queries), QUERY_CHUNK):
+            s = self.scores(queries[start:start + QUERY_CHUNK], metric)
+            if exclude is not None:
+                for i, ids in enumerate(exclude[start:start + QUERY_CHUNK]):
+                    if ids:
+                        s[i, [j for j in ids if j < self.n]] = -np.inf
+            ids, vals = topk_rows(s, k)
+            if metric == "euclidean":
+                vals = -vals
+            for i in range(len(ids)):
+                keep = ids[i] >= 0
+                yield start + i, ids[i][keep], vals[i][keep]
+
+
+def analogy_vector(index: Index, positive: list[np.ndarray], negative: list[np.ndarray], metric: str) -> np.ndarray:
+    """3CosAdd query (gensim's most_similar): mean of the unit vectors, positive minus negative.
+    For dot and euclidean: the plain sum of positive minus negative vectors."""
+    if metric == "cosine":
+        terms = [unit(v) for v in positive] + [-unit(v) for v in negative]
+        return unit(np.mean(terms, axis=0))
+    return np.sum(positive, axis=0) - (np.sum(negative, axis=0) if negative else 0)
+
+
+def cosmul_scores(index: Index, positive: list[np.ndarray], negative: list[np.ndarray]) -> np.ndarray:
+    """3CosMul (Levy & Goldberg 2014; gensim's most_similar_cosmul), (n,) larger is nearer."""
+    terms = np.stack(positive + negative)
+    sims = (1 + index.scores(terms, "cosine")) / 2  # (t, n), in [0, 1]; -inf rows stay -inf
+    pos = np.prod(sims[: len(positive)], axis=0)
+    neg = np.prod(sims[len(positive):], axis=0) if negative else 1.0
+    out = pos / (neg + 1e-6)
+    out[~np.isfinite(out)] = -np.inf
+    return out.astype(np.float32)

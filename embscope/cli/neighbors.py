@@ -1,0 +1,192 @@
+"""`embscope neighbors`: nearest tokens to a word, an id, or an analogy; batch from stdin."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from embscope.cli.common import (FormatOpt, MetaOpt, ModelOpt, TokenizerOpt, WpeKeyOpt, WteKeyOpt,
+                                 load_model, note, token_label, writer)
+
+
+def neighbors(
+    query: Annotated[Optional[list[str]], typer.Argument(
+        metavar="QUERY...", help="Word, '#id', or arithmetic: king - man + woman. '-' reads one query per line from stdin.",
+        show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", "-k", help="How many neighbours.")] = 10,
+    metric: Annotated[str, typer.Option("--metric", help="cosine, dot or euclidean.")] = "cosine",
+    exact: Annotated[bool, typer.Option("--exact", help="Use the text as typed: no leading-space variant.")] = False,
+    include_query: Annotated[bool, typer.Option("--include-query", help="Keep the query tokens in the results.")] = False,
+    cosmul: Annotated[bool, typer.Option("--cosmul", help="3CosMul instead of 3CosAdd for arithmetic (cosine only).")] = False,
+    all_tokens: Annotated[bool, typer.Option("--all", help="The k-NN graph of the whole vocabulary, streamed.")] = False,
+    model: ModelOpt = None,
+    wte_key: WteKeyOpt = None,
+    wpe_key: WpeKeyOpt = None,
+    tokenizer: TokenizerOpt = None,
+    meta: MetaOpt = None,
+    format: FormatOpt = None,
+):
+    """Nearest tokens to a query in the token embedding space."""
+    from embscope.analysis.similarity import check_metric
+    from embscope.errors import UsageError
+
+    check_metric(metric)
+    if top < 1:
+        raise UsageError(f"--top must be at least 1 (got {top})")
+    if cosmul and metric != "cosine":
+        raise UsageError("--cosmul works with --metric cosine only")
+    if all_tokens and query:
+        raise UsageError("--all takes no query")
+    if not all_tokens and not query:
+        raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
+    emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
+    if top > emb.n_tokens:
+        raise UsageError(f"--top {top} is more than the model's {emb.n_tokens} tokens")
+    from embscope.analysis.similarity import Index
+
+    index = Index(emb.wte, emb.n_tokens)
+    _warn_bad_rows(index)
+    if all_tokens:
+        return _all(emb, index, top, metric, format)
+    if query == ["-"]:
+        return _batch(emb, index, top, metric, exact, include_query, cosmul, format)
+    from embscope import queries
+
+    q = queries.resolve(emb, query, exact)
+    _describe(emb, q)
+    out = writer(format, ["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
+    for ids, scores in _answer(emb, index, [q], top, metric, include_query, cosmul):
+        for rank, (i, s) in enumerate(zip(ids, scores), 1):
+            out.write({"rank": rank, "id": int(i), "token": token_label(emb, int(i)), "score": float(s)})
+    out.close()
+
+
+def _describe(emb, q) -> None:
+    for t in q.terms:
+        if t.multi:
+            parts = ", ".join(f"{token_label(emb, i)!r} #{i}" for i in t.ids)
+            note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
+
+
+def _warn_bad_rows(index) -> None:
+    bad = index.bad_rows()
+    if len(bad):
+        shown = ", ".join(f"#{i}" for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        note(f"warning: {len(bad)} token rows hold NaN or Inf and are left out: {shown}")
+
+
+def _answer(emb, index, qs, top, metric, include_query, cosmul):
+    """(ids, scores) per query, in order. Plain queries share one blocked matrix product."""
+    import numpy as np
+
+    from embscope import queries
+    from embscope.analysis.similarity import analogy_vector, cosmul_scores
+    from embscope.analysis.topk import topk_rows
+
+    vectors, exclude, results = [], [], {}
+    for n, q in enumerate(qs):
+        pos = [queries.term_vector(emb, t) for t in q.positive]
+        neg = [queries.term_vector(emb, t) for t in q.negative]
+        skip = [] if include_query else q.ids
+        if cosmul and len(q.terms) > 1:
+            s = cosmul_scores(index, pos, neg)[None, :]
+            if skip:
+                s[0, skip] = -np.inf
+            ids, vals = topk_rows(s, top)
+            keep = ids[0] >= 0
+            results[n] = (ids[0][keep], vals[0][keep])
+        elif len(q.terms) == 1:
+            vectors.append((n, pos[0]))
+            exclude.append(skip)
+        else:
+            vectors.append((n, analogy_vector(index, pos, neg, metric)))
+            exclude.append(skip)
+    if vectors:
+        matrix = np.stack([v for _, v in vectors])
+        for j, ids, vals in index.nearest(matrix, top, metric, exclude):
+            results[vectors[j][0]] = (ids, vals)
+    for n in range(len(qs)):
+        yield results.pop(n)
+
+
+def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
+    from embscope import queries
+    from embscope.errors import EmbscopeError
+
+    lines = _stdin_lines()
+    qs = []
+    for n, line in enumerate(lines, 1):
+        try:
+            qs.append(queries.resolve(emb, [line], exact))
+        except EmbscopeError as e:
+            raise EmbscopeError(f"stdin line {n}: {e}") from None
+    if not qs:
+        raise EmbscopeError("no queries on stdin")
+    out = writer(format, ["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
+    for q, (ids, scores) in zip(qs, _answer(emb, index, qs, top, metric, include_query, cosmul)):
+        for rank, (i, s) in enumerate(zip(ids, scores), 1):
+            out.write({"query": q.text, "rank": rank, "id": int(i), "token": token_label(emb, int(i)),
+                       "score": float(s)})
+    out.close()
+
+
+def _stdin_lines() -> list[str]:
+    from embscope.errors import EmbscopeError
+
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EmbscopeError(f"stdin is not UTF-8 text (byte {e.start})") from None
+    if "\x00" in text:
+        raise EmbscopeError("stdin holds binary data (a NUL byte), not one query per line")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _all(emb, index, top, metric, format):
+    """Every token's k nearest tokens, streamed block by block."""
+    import numpy as np
+
+    from embscope.analysis.similarity import QUERY_CHUNK
+
+    out = writer(format, ["id", "token", "rank", "neighbor_id", "neighbor", "score"])
+    labels = [token_label(emb, i) for i in range(emb.n_tokens)]
+    with _progress(emb.n_tokens) as advance:
+        for start in range(0, emb.n_tokens, QUERY_CHUNK):
+            stop = min(emb.n_tokens, start + QUERY_CHUNK)
+            block = emb.wte.rows(start, stop)
+            exclude = [[i] for i in range(start, stop)]
+            for j, ids, vals in index.nearest(np.asarray(block), top, metric, exclude):
+                i = start + j
+                for rank, (n, s) in enumerate(zip(ids, vals), 1):
+                    out.write({"id": i, "token": labels[i], "rank": rank, "neighbor_id": int(n),
+                               "neighbor": labels[n], "score": float(s)})
+            advance(stop - start)
+    out.close()
+
+
+class _progress:
+    """A progress bar on stderr when stderr is a terminal; silent otherwise."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self._bar = None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            from embscope.output import stderr_console
+
+            self._bar = Progress(console=stderr_console(), transient=True)
+            self._bar.start()
+            task = self._bar.add_task("k-NN graph", total=self.total)
+            return lambda n: self._bar.advance(task, n)
+        return lambda n: None
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False

@@ -1,0 +1,91 @@
+"""Queries as users type them: words, `#id`s, and `king - man + woman` arithmetic."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from embscope.errors import EmbscopeError, UsageError
+from embscope.model import Embeddings
+
+_OPERATOR = re.compile(r"\s+([+-])\s+")
+_ID = re.compile(r"#(\d+)")
+
+
+@dataclass
+class Term:
+    sign: int  # +1 or -1
+    text: str
+    ids: list[int]
+
+    @property
+    def multi(self) -> bool:
+        return len(self.ids) > 1
+
+
+@dataclass
+class Query:
+    text: str
+    terms: list[Term]
+
+    @property
+    def ids(self) -> list[int]:
+        return [i for t in self.terms for i in t.ids]
+
+    @property
+    def positive(self) -> list[Term]:
+        return [t for t in self.terms if t.sign > 0]
+
+    @property
+    def negative(self) -> list[Term]:
+        return [t for t in self.terms if t.sign < 0]
+
+
+def split_terms(words: list[str]) -> list[tuple[int, str]]:
+    """["king", "-", "man"] or ["king - man"] -> [(+1, "king"), (-1, "man")]."""
+    text = " ".join(words)
+    parts = _OPERATOR.split(" " + text.strip() + " ")
+    terms, sign = [], 1
+    first = parts[0].strip()
+    if first:
+        terms.append((1, first))
+    for op, term in zip(parts[1::2], parts[2::2]):
+        sign = 1 if op == "+" else -1
+        if not term.strip():
+            raise UsageError(f"'{text}': an operator '{op}' with nothing after it")
+        terms.append((sign, term.strip()))
+    if not terms:
+        raise UsageError("empty query")
+    return terms
+
+
+def term_ids(emb: Embeddings, text: str, exact: bool) -> list[int]:
+    m = _ID.fullmatch(text)
+    if m:
+        token_id = int(m.group(1))
+        if token_id >= emb.n_tokens:
+            raise EmbscopeError(f"token id #{token_id} is out of range (the model has {emb.n_tokens} tokens)")
+        return [token_id]
+    if emb.tokenizer is None:
+        raise EmbscopeError(f"'{text}': this model has no tokenizer; query by token id, e.g. '#42'")
+    ids = emb.tokenizer.word_ids(text, exact=exact)
+    if not ids:
+        raise UsageError("empty query")
+    unk = getattr(emb.tokenizer, "unk_id", None)
+    if unk is not None and unk in ids:
+        raise EmbscopeError(f"'{text}' is not in the model's vocabulary")
+    if max(ids) >= emb.n_tokens:
+        raise EmbscopeError(f"'{text}' tokenizes to id {max(ids)}, beyond the model's {emb.n_tokens} tokens")
+    return ids
+
+
+def resolve(emb: Embeddings, words: list[str], exact: bool = False) -> Query:
+    terms = [Term(sign, text, term_ids(emb, text, exact)) for sign, text in split_terms(words)]
+    return Query(" ".join(words), terms)
+
+
+def term_vector(emb: Embeddings, term: Term) -> np.ndarray:
+    """(d,) the token's embedding, or the mean over a several-token term."""
+    return emb.wte.take(term.ids).mean(axis=0)

@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,28 +290,22 @@ class Runner:
                 if into is not None and into.error is None:
                     into.error = f"cannot start: {e}"
                 return
+            # Blocking waits: Popen.wait(timeout=...) polls with sleeps of up to 50 ms, which
+            # would quantise the timings. A timer thread enforces the timeout instead.
+            killer = threading.Timer(self.timeout, p.kill)
+            killer.start()
             rss_kib = None
-            if self.rss_method == "wait4":
-                deadline = t0 + self.timeout
-                while True:  # os.wait4 gives this child's own rusage (ru_maxrss in KiB)
-                    pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-                    if pid:
-                        break
-                    if time.perf_counter() > deadline:
-                        p.kill()
-                        pid, status, ru = os.wait4(p.pid, 0)
-                        break
-                    time.sleep(0.001)
-                wall = time.perf_counter() - t0
-                p.returncode = os.waitstatus_to_exitcode(status)
-                rss_kib = ru.ru_maxrss
-            else:
-                try:
-                    p.wait(timeout=self.timeout)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            try:
+                if self.rss_method == "wait4":
+                    _, status, ru = os.wait4(p.pid, 0)  # this child's own rusage, KiB
+                    wall = time.perf_counter() - t0
+                    p.returncode = os.waitstatus_to_exitcode(status)
+                    rss_kib = ru.ru_maxrss
+                else:
                     p.wait()
-                wall = time.perf_counter() - t0
+                    wall = time.perf_counter() - t0
+            finally:
+                killer.cancel()
             rc = p.returncode
             err_f.seek(0)
             err = err_f.read().decode("utf-8", "replace")
@@ -327,13 +322,13 @@ class Runner:
             if self.verbose:
                 print(f"    {wall:8.3f} s  rc={rc}  rss={rss_kib} KiB  {cmd.shell()[:110]}",
                       file=sys.stderr, flush=True)
-            if into is None:
-                if rc != 0:  # a failing warm-up will fail again; keep going, the rep records it
-                    pass
+            if into is None:  # warm-up: a failure will recur and be recorded by the reps
                 return
             if rc != 0:
                 last = [line for line in err.strip().splitlines() if line.strip()]
                 why = last[-1][:200] if last else ""
+                if wall >= self.timeout:
+                    why = f"killed after --timeout {self.timeout:g} s"
                 into.error = into.error or f"exit {rc}" + (f": {why}" if why else "")
                 return
             into.walls.append(wall)

@@ -53,6 +53,7 @@ class Embeddings:
     file_bytes: int = 0  # size of the weight files
     read_bytes: int = 0  # headers and tensors embscope reads from them
     facts: dict = field(default_factory=dict)  # training facts, file metadata
+    config: dict = field(default_factory=dict)  # config.json, when the model has one
     tied: bool | None = None
     token_type0: np.ndarray | None = None  # (d,) BERT family: token type 0 is always added
     norm: tuple[np.ndarray, np.ndarray, float] | None = None  # embedding LayerNorm (w, b, eps)
@@ -380,6 +381,7 @@ def load(
         emb.norm = (w, b, layout.norm_eps)
     emb.tied = _tied(reader, layout)
     emb.facts = dict(reader.facts)
+    emb.config = reader.config
     emb.tokenizer = _tokenizer(spec, reader, directory, fetch, emb, tokenizer, meta)
     if emb.tokenizer is not None:
         if emb.tokenizer.vocab_size > emb.vocab_rows:

@@ -57,3 +57,35 @@ DEBUG = {"on": False}
 def debug(message: str) -> None:
     if DEBUG["on"]:
         note(f"debug: {message}")
+
+
+OutputOpt = Annotated[Optional[str], typer.Option(
+    "--output", "-o", metavar="FILE", help="Write to FILE instead (.npy array, or .png picture).")]
+
+
+def picture_console():
+    """The stdout console for terminal pictures, and its colour mode for embscope.render."""
+    from embscope.output import stdout_console
+
+    console = stdout_console()
+    system = console.color_system
+    color = "none" if system is None else ("truecolor" if system == "truecolor" else "256")
+    return console, color
+
+
+def output_kind(path: str, allowed: tuple[str, ...]) -> str:
+    from embscope.errors import UsageError
+
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext not in allowed:
+        raise UsageError(f"-o {path}: unknown file type (use {' or '.join('.' + a for a in allowed)})")
+    return ext
+
+
+def save_npy(path: str, array) -> None:
+    import numpy as np
+
+    from embscope.output import atomic_write
+
+    atomic_write(path, lambda f: np.save(f, array))
+    note(f"wrote {path}: array of shape {tuple(array.shape)}, {array.dtype}")

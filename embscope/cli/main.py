@@ -38,46 +38,65 @@ def _global(
 
 
 def _register() -> None:
-    from embscope.cli import info, neighbors
+    from embscope.cli import embed, info, neighbors, norms, positions
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
+    app.command("positions")(positions.positions)
+    app.command("norms")(norms.norms)
+    app.command("embed")(embed.embed)
 
 
 _register()
 
 
-def main(argv: list[str] | None = None) -> None:
-    import click
+def _click_exceptions():
+    """ClickException and UsageError: typer >= 0.29 vendors click; older typer uses click."""
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    except ImportError:  # typer < 0.29
+        from click.exceptions import ClickException, UsageError
 
+        NoArgsIsHelpError = ()  # noqa: N806 - click shows help itself there
+    return ClickException, UsageError, NoArgsIsHelpError
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run embscope. Every failure ends here as one line on stderr and an exit status."""
     from embscope.display import sanitize
     from embscope.errors import EmbscopeError, ExitStatus
 
-    argv = sys.argv[1:] if argv is None else argv
+    ClickException, ClickUsageError, NoArgsIsHelpError = _click_exceptions()  # noqa: N806
+    argv = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
 
-    def fail(message: str, status: int) -> None:
+    def fail(message: str, status: int):
         sys.stderr.write(f"embscope: error: {sanitize(message)}\n")
         sys.stderr.flush()
         sys.exit(status)
 
     try:
-        status = command.main(args=argv, prog_name="embscope", standalone_mode=False)
+        with command.make_context("embscope", argv) as ctx:
+            command.invoke(ctx)
         sys.stdout.flush()
+    except (typer.Exit, typer.Abort) as e:
+        sys.exit(getattr(e, "exit_code", 1))
     except BrokenPipeError:
         # The reader went away (`| head -1`): normal in a pipeline. Point stdout at /dev/null so
         # the interpreter's final flush does not fail again, and exit quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(ExitStatus.OK)
+    except KeyboardInterrupt:
         if common.DEBUG["on"]:
             raise
         fail("interrupted", ExitStatus.INTERRUPTED)
-    except click.exceptions.UsageError as e:
-        cmd = e.ctx.command_path if e.ctx else "embscope"
-        fail(f"{e.format_message()} (see '{cmd} --help')", ExitStatus.USAGE)
-    except click.ClickException as e:
+    except NoArgsIsHelpError as e:
+        sys.stderr.write(e.format_message() + "\n")
+        sys.exit(ExitStatus.USAGE)
+    except ClickUsageError as e:
+        where = e.ctx.command_path if e.ctx else "embscope"
+        fail(f"{e.format_message()} (see '{where} --help')", ExitStatus.USAGE)
+    except ClickException as e:
         fail(e.format_message(), e.exit_code)
     except EmbscopeError as e:
         if common.DEBUG["on"]:
@@ -87,4 +106,3 @@ def main(argv: list[str] | None = None) -> None:
         if common.DEBUG["on"]:
             raise
         fail("out of memory", ExitStatus.ERROR)
-    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,62 @@
+"""What a model's embedding layer computes for a sequence of token ids (eval mode)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embscope.errors import EmbscopeError, UsageError
+from embscope.model import Embeddings
+
+COMPONENTS = ("token", "position", "sum")
+POOLS = ("none", "mean", "last")
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    mu = x64.mean(axis=-1, keepdims=True)
+    var = x64.var(axis=-1, keepdims=True)
+    return ((x64 - mu) / np.sqrt(var + eps) * weight + bias).astype(np.float32)
+
+
+def embed_ids(emb: Embeddings, ids: list[int], component: str = "sum") -> dict[str, np.ndarray]:
+    """{'token', 'position', 'sum'} (T, d) arrays for `ids` at positions 0..T-1.
+
+    'sum' is the embedding layer's output: GPT-2 / nanoGPT / GPT-Neo `wte[ids] + wpe[0..T-1]`;
+    OPT the same with its offset of 2 rows; BERT family word + position + token type 0, then the
+    embedding LayerNorm; BLOOM word embeddings then its LayerNorm; rotary models (Llama...) the
+    token embeddings alone."""
+    if component not in COMPONENTS:
+        raise UsageError(f"unknown component '{component}' (choose from {', '.join(COMPONENTS)})")
+    T = len(ids)
+    if emb.wpe is not None and T > emb.n_positions:
+        raise EmbscopeError(
+            f"the text is {T} tokens but the model has only {emb.n_positions} positions"
+            " (use --truncate to keep the first ones)"
+        )
+    if T and max(ids) >= emb.n_tokens:
+        raise EmbscopeError(f"token id {max(ids)} is beyond the model's {emb.n_tokens} tokens")
+    tok = emb.wte.take(ids)  # (T, d)
+    out = {"token": tok}
+    if emb.wpe is not None:
+        out["position"] = emb.position_rows(0, T)  # (T, d)
+        total = tok + out["position"]
+    elif component == "position":
+        emb.require_positions()
+    else:
+        total = tok.copy()
+    if emb.token_type0 is not None:
+        total = total + emb.token_type0
+    if emb.norm is not None:
+        total = layer_norm(total, *emb.norm)
+    out["sum"] = total.astype(np.float32)
+    return out
+
+
+def pool(vectors: np.ndarray, how: str) -> np.ndarray:
+    if how == "none":
+        return vectors
+    if how == "mean":
+        return vectors.mean(axis=0)
+    if how == "last":
+        return vectors[-1]
+    raise UsageError(f"unknown pooling '{how}' (choose from {', '.join(POOLS)})")

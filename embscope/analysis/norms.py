@@ -1,0 +1,74 @@
+"""Norm statistics of embedding rows, and distances from the centroid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embscope.io.matrix import Matrix
+
+PERCENTILES = (1, 50, 99)
+BLOCK = 16384
+
+
+@dataclass
+class Stats:
+    count: int
+    mean: float
+    std: float
+    min: float
+    p1: float
+    p50: float
+    p99: float
+    max: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def stats(values: np.ndarray) -> Stats:
+    """Statistics of the finite values (NaN/Inf rows are reported separately)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        nan = float("nan")
+        return Stats(0, nan, nan, nan, nan, nan, nan, nan)
+    p1, p50, p99 = np.percentile(v, PERCENTILES)
+    return Stats(int(v.size), float(v.mean()), float(v.std()), float(v.min()), float(p1),
+                 float(p50), float(p99), float(v.max()))
+
+
+def row_norms(matrix: Matrix, start: int, stop: int) -> np.ndarray:
+    """L2 norm of rows [start, stop), float64 (stop - start,)."""
+    out = np.empty(stop - start, dtype=np.float64)
+    for a in range(start, stop, BLOCK):
+        b = min(stop, a + BLOCK)
+        block = matrix.rows(a, b).astype(np.float64)
+        out[a - start:b - start] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return out
+
+
+def centroid_distances(matrix: Matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distance of each of rows [0, n) from their mean, the mean), ignoring non-finite rows."""
+    d = matrix.shape[1]
+    total = np.zeros(d, dtype=np.float64)
+    count = 0
+    for a in range(0, n, BLOCK):
+        block = matrix.rows(a, min(n, a + BLOCK)).astype(np.float64)
+        ok = np.isfinite(block).all(axis=1)
+        total += block[ok].sum(axis=0)
+        count += int(ok.sum())
+    centroid = total / max(count, 1)
+    out = np.empty(n, dtype=np.float64)
+    for a in range(0, n, BLOCK):
+        block = matrix.rows(a, min(n, a + BLOCK)).astype(np.float64) - centroid
+        out[a:a + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return out, centroid
+
+
+def extremes(values: np.ndarray, n: int, largest: bool) -> np.ndarray:
+    """Ids of the n largest (or smallest) finite values, ties broken by id."""
+    ids = np.flatnonzero(np.isfinite(values))
+    key = -values[ids] if largest else values[ids]
+    return ids[np.lexsort((ids, key))[:n]]

@@ -1,0 +1,46 @@
+"""Position-position similarity of a learned position matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embscope.errors import UsageError
+
+
+def parse_range(text: str | None, n_positions: int) -> tuple[int, int]:
+    """'A:B' (either end may be empty) -> (start, stop) within [0, n_positions]."""
+    if text is None:
+        return 0, n_positions
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else n_positions
+    except ValueError:
+        raise UsageError(f"--range '{text}': expected A:B, e.g. 0:256") from None
+    if not 0 <= start < stop <= n_positions:
+        raise UsageError(
+            f"--range '{text}': need 0 <= A < B <= {n_positions} (the model has {n_positions} positions)"
+        )
+    return start, stop
+
+
+def similarity_matrix(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """(n, n) pairwise similarity of rows: cosine, dot, or euclidean distance."""
+    v = vectors.astype(np.float64)  # (n, d); small (n <= a few thousand), so exactness is cheap
+    if metric == "cosine":
+        norms = np.linalg.norm(v, axis=1)
+        u = v / np.where(norms == 0, 1, norms)[:, None]
+        return (u @ u.T).astype(np.float32)
+    if metric == "dot":
+        return (v @ v.T).astype(np.float32)
+    sq = np.einsum("ij,ij->i", v, v)
+    d2 = sq[:, None] + sq[None, :] - 2 * (v @ v.T)
+    return np.sqrt(np.maximum(d2, 0)).astype(np.float32)
+
+
+def by_offset(matrix: np.ndarray) -> np.ndarray:
+    """Mean of each diagonal of a symmetric (n, n) matrix: (n,) value at offset 0..n-1."""
+    n = matrix.shape[0]
+    return np.array([np.diagonal(matrix, offset=o).mean() for o in range(n)], dtype=np.float64)

@@ -1,0 +1,105 @@
+"""`embscope positions`: how the learned position embeddings resemble each other."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from embscope.cli.common import (FormatOpt, MetaOpt, ModelOpt, OutputOpt, TokenizerOpt, WpeKeyOpt,
+                                 WteKeyOpt, load_model, note, output_kind, picture_console, save_npy,
+                                 writer)
+
+
+def positions(
+    metric: Annotated[str, typer.Option("--metric", help="cosine, dot or euclidean (distance).")] = "cosine",
+    range_: Annotated[Optional[str], typer.Option("--range", metavar="A:B", help="Positions A..B-1 (default: all).")] = None,
+    step: Annotated[int, typer.Option("--step", help="Every S-th position.")] = 1,
+    heatmap: Annotated[bool, typer.Option("--heatmap", help="Draw the matrix as a terminal heatmap (or -o FILE.png).")] = False,
+    by_offset: Annotated[bool, typer.Option("--by-offset", help="Mean similarity as a function of |i - j|.")] = False,
+    output: OutputOpt = None,
+    model: ModelOpt = None,
+    wte_key: WteKeyOpt = None,
+    wpe_key: WpeKeyOpt = None,
+    tokenizer: TokenizerOpt = None,
+    meta: MetaOpt = None,
+    format: FormatOpt = None,
+):
+    """Position-position similarity matrix of wpe: as data, a heatmap, or by offset."""
+    from embscope.analysis import positions as pos
+    from embscope.analysis.similarity import check_metric
+    from embscope.errors import UsageError
+    from embscope.output import resolve_format
+
+    check_metric(metric)
+    if step < 1:
+        raise UsageError(f"--step must be at least 1 (got {step})")
+    kind = output_kind(output, ("npy", "png")) if output else None
+    fmt = resolve_format(format)
+    emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
+    emb.require_positions()
+    start, stop = pos.parse_range(range_, emb.n_positions)
+    labels = list(range(start, stop, step))
+    vectors = emb.position_rows(start, stop)[::step]  # (n, d)
+    matrix = pos.similarity_matrix(vectors, metric)  # (n, n)
+    value_label = "euclidean distance" if metric == "euclidean" else f"{metric} similarity"
+    title = f"{emb.source}: positions {start}..{stop - 1}" + (f" step {step}" if step > 1 else "")
+
+    if by_offset:
+        curve = pos.by_offset(matrix)
+        offsets = [o * step for o in range(len(curve))]
+        if kind == "npy":
+            import numpy as np
+
+            return save_npy(output, np.stack([np.asarray(offsets, dtype=np.float64), curve], axis=1))
+        if kind == "png":
+            from embscope.render.png import save_line_png
+
+            save_line_png(offsets, curve, output, title=title, x_label="offset |i - j|", y_label=f"mean {value_label}")
+            return note(f"wrote {output}")
+        out = writer(fmt, ["offset", "mean", "pairs"], title=f"{title}: mean {value_label} by offset")
+        for o, (off, value) in enumerate(zip(offsets, curve)):
+            out.write({"offset": off, "mean": float(value), "pairs": len(labels) - o})
+        out.close()
+        if fmt == "table":
+            from embscope.render.terminal import line_plot
+
+            console, _ = picture_console()
+            console.print(line_plot(offsets, curve, max_width=console.width, height=10, title="",
+                                    x_label="offset |i - j|", y_label=f"mean {metric}"))
+        return
+
+    if kind == "npy":
+        return save_npy(output, matrix)
+    if kind == "png":
+        from embscope.render.png import save_heatmap_png
+
+        save_heatmap_png(matrix, labels, output, title=title, value_label=value_label)
+        return note(f"wrote {output}")
+    if heatmap or fmt == "table":
+        from embscope.render.terminal import heatmap as draw
+
+        console, color = picture_console()
+        console.print(draw(matrix, labels=labels, max_width=console.width, color=color, title=title,
+                           value_label=value_label))
+        return
+    _write_matrix(fmt, labels, matrix, metric)
+
+
+def _write_matrix(fmt, labels, matrix, metric) -> None:
+    import json
+    import sys
+
+    if fmt == "json":
+        json.dump({"metric": metric, "positions": labels, "matrix": matrix.astype(float).tolist()}, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    columns = ["position"] + [str(p) for p in labels]
+    out = writer(fmt, columns) if fmt != "jsonl" else None
+    for p, row in zip(labels, matrix):
+        if out is None:
+            sys.stdout.write(json.dumps({"position": p, "values": row.astype(float).tolist()}) + "\n")
+        else:
+            out.write({"position": p, **{str(q): float(v) for q, v in zip(labels, row)}})
+    if out is not None:
+        out.close()

@@ -1,0 +1,73 @@
+"""Small real checkpoints, written by the real serializers, for the command tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from tests import nanogpt
+
+GPT2_FILES = Path(__file__).resolve().parent.parent / "embscope" / "data" / "gpt2"
+SHAKESPEARE = Path(os.environ.get("EMBSCOPE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "tinyshakespeare" / "input.txt"
+
+
+def gpt2_tokenizer():
+    """transformers' own GPT-2 tokenizer over the same vocab/merges files: the id reference."""
+    from transformers import GPT2TokenizerFast
+
+    return GPT2TokenizerFast.from_pretrained(str(GPT2_FILES))
+
+
+def save_gpt2(directory, dtype=torch.float32, n_embd: int = 32, n_positions: int = 64, seed: int = 0):
+    """A tiny GPT2LMHeadModel with GPT-2's real vocabulary, saved with save_pretrained."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=50257, n_positions=n_positions, n_embd=n_embd, n_layer=1, n_head=2)
+    model = GPT2LMHeadModel(config).to(dtype).eval()
+    model.save_pretrained(directory)
+    gpt2_tokenizer().save_pretrained(directory)
+    return model
+
+
+def shakespeare_text() -> str:
+    return SHAKESPEARE.read_text(encoding="utf-8")
+
+
+def save_char_nanogpt(directory, n_embd: int = 16, block_size: int = 32):
+    """nanoGPT's shakespeare_char: meta.pkl beside a one-step ckpt.pt. Returns (path, state)."""
+    text = shakespeare_text()
+    meta = nanogpt.char_meta(text)
+    nanogpt.write_meta(meta, Path(directory) / "meta.pkl")
+    data = torch.tensor([meta["stoi"][c] for c in text[:20000]], dtype=torch.long)
+    path = Path(directory) / "ckpt.pt"
+    model = nanogpt.train_checkpoint(path, vocab_size=meta["vocab_size"], data=data,
+                                     dataset="shakespeare_char", n_embd=n_embd, block_size=block_size)
+    return path, model.state_dict()
+
+
+def save_nanogpt_bpe(directory, pad_like: int | None = None, nan_rows=(), compile: bool = True):
+    """nanoGPT trained from scratch on GPT-2 BPE: vocab padded to 50304, `_orig_mod.` keys.
+
+    pad_like: make every padding row a copy of that token's row (so a search that forgot the
+    padding would return them first). nan_rows: rows set to NaN. Returns (path, state) with
+    state keys as in the model (no prefix)."""
+    path = Path(directory) / "ckpt.pt"
+    data = torch.randint(0, 50257, (5000,), generator=torch.Generator().manual_seed(0))
+    model = nanogpt.train_checkpoint(path, vocab_size=50304, data=data, dataset="openwebtext",
+                                     n_embd=16, block_size=64, compile=compile)
+    if pad_like is not None or nan_rows:
+        ckpt = torch.load(path, weights_only=True)
+        prefix = "_orig_mod." if compile else ""
+        wte = ckpt["model"][prefix + "transformer.wte.weight"]
+        with torch.no_grad():
+            if pad_like is not None:
+                wte[50257:] = wte[pad_like] * 1.01
+            for r in nan_rows:
+                wte[r] = float("nan")
+        torch.save(ckpt, path)
+        state = {k.removeprefix(prefix): v for k, v in ckpt["model"].items()}
+        return path, state
+    return path, model.state_dict()

@@ -1,0 +1,33 @@
+"""Running the CLI in-process and reading what it printed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+from embscope.cli.main import main
+
+
+def run(argv: list[str], capsys, stdin: str | bytes | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `embscope argv...`, run through the real entry point."""
+    if stdin is not None:
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        fake = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+        monkeypatch.setattr(sys, "stdin", fake)
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as e:
+        code = 0 if e.code is None else int(e.code)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tsv(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

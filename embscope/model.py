@@ -287,6 +287,11 @@ def _open_reader(spec: str):
         raise EmbscopeError(
             f"{spec}: no model weights in this directory (looked for {', '.join(WEIGHT_FILES)})"
         )
+    if repo.unreachable:
+        raise EmbscopeError(
+            f"{spec}: not a local path, and not in the Hugging Face cache"
+            " (the hub is offline or unreachable)"
+        )
     raise EmbscopeError(f"{spec}: the repository has none of {', '.join(repo_files)}")
 
 
@@ -396,14 +401,28 @@ def load(
     return emb
 
 
+def _headless(config: dict) -> bool:
+    """config.json names only base classes (GPT2Model, BertModel): no LM head to be tied to."""
+    archs = config.get("architectures")
+    return isinstance(archs, list) and bool(archs) and all(
+        isinstance(a, str) and a.endswith("Model") and "Head" not in a for a in archs)
+
+
 def _tied(reader: _Reader, layout: Layout) -> bool | None:
     head = next((k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"), None)
+    if head is None and _headless(reader.config):
+        return None
+    if head is not None:
+        same = reader.same_storage(head, layout.wte_key)
+        if same is not None:  # torch archives: one storage or two
+            return same
+    # safetensors cannot share storage, and sharded torch checkpoints span archives: the config says
+    tie = reader.config.get("tie_word_embeddings")
+    if tie is not None:
+        return bool(tie)
     if head is None:
-        tie = reader.config.get("tie_word_embeddings")
-        if tie is not None:
-            return bool(tie)
         return True if reader.format.startswith("safetensors") and reader.config else None
-    return reader.same_storage(head, layout.wte_key)
+    return None
 
 
 def _tokenizer(spec, reader, directory, fetch, emb: Embeddings, path, meta) -> Tokenizer | None:

@@ -101,7 +101,7 @@ class RecordWriter:
                       header_style="bold")
         for c in self.columns:
             numeric = any(isinstance(r.get(c), (int, float)) for r in self._rows[:5])
-            table.add_column(c, justify="right" if numeric else "left", no_wrap=True)
+            table.add_column(c, justify="right" if numeric else "left", no_wrap=True, min_width=len(c))
         for r in self._rows:
             cells = []
             for c in self.columns:

@@ -71,3 +71,62 @@ def save_nanogpt_bpe(directory, pad_like: int | None = None, nan_rows=(), compil
         state = {k.removeprefix(prefix): v for k, v in ckpt["model"].items()}
         return path, state
     return path, model.state_dict()
+
+
+def save_hf(directory, family: str, dtype=torch.float32, seed: int = 0):
+    """A tiny model of another family, saved with save_pretrained, with a tokenizer beside it.
+
+    Returns the model (eval mode) as the reference."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    if family == "opt":
+        config = tf.OPTConfig(vocab_size=50272, hidden_size=32, num_hidden_layers=1, ffn_dim=64,
+                              num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=32,
+                              pad_token_id=1, bos_token_id=2, eos_token_id=2)
+        model = tf.OPTForCausalLM(config)
+    elif family == "bert":
+        config = tf.BertConfig(vocab_size=30522, max_position_embeddings=64, **small)
+        model = tf.BertModel(config)
+    elif family == "roberta":
+        config = tf.RobertaConfig(vocab_size=50265, max_position_embeddings=66, pad_token_id=1, **small)
+        model = tf.RobertaModel(config)
+    elif family == "llama":
+        config = tf.LlamaConfig(vocab_size=50257, num_key_value_heads=2, max_position_embeddings=64, **small)
+        model = tf.LlamaForCausalLM(config)
+    elif family == "bloom":
+        config = tf.BloomConfig(vocab_size=50257, hidden_size=32, n_layer=1, n_head=2)
+        model = tf.BloomModel(config)
+    elif family == "gpt_neo":
+        config = tf.GPTNeoConfig(vocab_size=50257, hidden_size=32, num_layers=1, num_heads=2,
+                                 attention_types=[[["global"], 1]], max_position_embeddings=64)
+        model = tf.GPTNeoForCausalLM(config)
+    else:
+        raise ValueError(family)
+    model = model.to(dtype).eval()
+    model.save_pretrained(directory)
+    if family == "bert":
+        bert_tokenizer(directory)
+    else:
+        gpt2_tokenizer().save_pretrained(directory)
+    return model
+
+
+def bert_tokenizer(directory):
+    """A WordPiece vocabulary of 30522 entries (specials, characters, words from Tiny
+    Shakespeare), saved by BertTokenizerFast.save_pretrained."""
+    import re
+
+    from transformers import BertTokenizerFast
+
+    words = sorted(set(re.findall(r"[a-z]+", shakespeare_text().lower())))
+    chars = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'-"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + words
+    vocab = list(dict.fromkeys(vocab))
+    vocab += [f"[unused{i}]" for i in range(30522 - len(vocab))]
+    path = Path(directory) / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = BertTokenizerFast.from_pretrained(str(directory), do_lower_case=True)
+    tok.save_pretrained(directory)
+    return tok

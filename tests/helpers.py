@@ -16,6 +16,7 @@ def run(argv: list[str], capsys, stdin: str | bytes | None = None, monkeypatch=N
         data = stdin.encode() if isinstance(stdin, str) else stdin
         fake = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
         monkeypatch.setattr(sys, "stdin", fake)
+    capsys.readouterr()  # drop what fixtures printed (save_pretrained's progress bars)
     code = 0
     try:
         main(argv)

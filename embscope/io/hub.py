@@ -22,6 +22,7 @@ class HubRepo:
         self.revision = revision or None
         self.spec = spec
         self.dir = None  # snapshot folder, known once a file is found
+        self.unreachable = False  # a file was neither cached nor downloadable (offline, no network)
 
     def fetch(self, filename: str, required: bool = False) -> str | None:
         """Local path of `filename` in the repo; None when the repo has no such file."""
@@ -36,6 +37,7 @@ class HubRepo:
         try:
             path = hh.hf_hub_download(self.repo_id, filename, revision=self.revision)
         except errors.LocalEntryNotFoundError:
+            self.unreachable = True
             if required:
                 raise EmbscopeError(
                     f"{self.spec}: not a local path, and not in the Hugging Face cache"

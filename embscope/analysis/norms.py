@@ -9,7 +9,6 @@ import numpy as np
 from embscope.io.matrix import Matrix
 
 PERCENTILES = (1, 50, 99)
-BLOCK = 16384
 
 
 @dataclass
@@ -42,8 +41,9 @@ def stats(values: np.ndarray) -> Stats:
 def row_norms(matrix: Matrix, start: int, stop: int) -> np.ndarray:
     """L2 norm of rows [start, stop), float64 (stop - start,)."""
     out = np.empty(stop - start, dtype=np.float64)
-    for a in range(start, stop, BLOCK):
-        b = min(stop, a + BLOCK)
+    step = matrix.block_rows()
+    for a in range(start, stop, step):
+        b = min(stop, a + step)
         block = matrix.rows(a, b).astype(np.float64)
         out[a - start:b - start] = np.sqrt(np.einsum("ij,ij->i", block, block))
     return out
@@ -54,15 +54,16 @@ def centroid_distances(matrix: Matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
     d = matrix.shape[1]
     total = np.zeros(d, dtype=np.float64)
     count = 0
-    for a in range(0, n, BLOCK):
-        block = matrix.rows(a, min(n, a + BLOCK)).astype(np.float64)
+    step = matrix.block_rows()
+    for a in range(0, n, step):
+        block = matrix.rows(a, min(n, a + step)).astype(np.float64)
         ok = np.isfinite(block).all(axis=1)
         total += block[ok].sum(axis=0)
         count += int(ok.sum())
     centroid = total / max(count, 1)
     out = np.empty(n, dtype=np.float64)
-    for a in range(0, n, BLOCK):
-        block = matrix.rows(a, min(n, a + BLOCK)).astype(np.float64) - centroid
+    for a in range(0, n, step):
+        block = matrix.rows(a, min(n, a + step)).astype(np.float64) - centroid
         out[a:a + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
     return out, centroid
 

@@ -12,7 +12,6 @@ from embscope.io.matrix import Matrix
 
 METRICS = ("cosine", "dot", "euclidean")
 QUERY_CHUNK = 512  # queries scored at once: (512, V) float32 scores
-ROW_BLOCK = 16384  # matrix rows converted to float32 at once (fp16 / bf16 storage)
 
 
 def check_metric(metric: str) -> str:
@@ -41,7 +40,7 @@ class Index:
         if self._norms is None:
             out = np.empty(self.n, dtype=np.float32)
             for start, block in self._blocks():
-                out[start:start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
+                out[start:start + len(block)] = _row_norms(block)
             self._norms = out
         return self._norms
 
@@ -50,8 +49,10 @@ class Index:
         return np.flatnonzero(~np.isfinite(self.norms))
 
     def _blocks(self):
-        for start in range(0, self.n, ROW_BLOCK):
-            yield start, self.matrix.rows(start, min(self.n, start + ROW_BLOCK))
+        """(start, float32 rows) over the searchable rows, about 32 MiB at a time."""
+        step = self.matrix.block_rows()
+        for start in range(0, self.n, step):
+            yield start, self.matrix.rows(start, min(self.n, start + step))
 
     def vectors(self, ids) -> np.ndarray:
         return self.matrix.take(ids)
@@ -64,9 +65,15 @@ class Index:
         out = np.empty((len(q), self.n), dtype=np.float32)
         if self.matrix.dtype == "F32":  # memory-mapped rows: one product, no copy
             np.matmul(q, self.matrix.raw[: self.n].T, out=out)
-        else:
+        else:  # convert block by block; fill the norm cache in the same pass
+            fill = self._norms is None and metric != "dot"
+            norms = np.empty(self.n, dtype=np.float32) if fill else None
             for start, block in self._blocks():
                 out[:, start:start + len(block)] = q @ block.T
+                if fill:
+                    norms[start:start + len(block)] = _row_norms(block)
+            if fill:
+                self._norms = norms
         if metric == "cosine":
             norms = self.norms
             out /= np.where(norms == 0, 1, norms)
@@ -93,6 +100,10 @@ class Index:
             for i in range(len(ids)):
                 keep = ids[i] >= 0
                 yield start + i, ids[i][keep], vals[i][keep]
+
+
+def _row_norms(block: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", block, block))
 
 
 def analogy_vector(index: Index, positive: list[np.ndarray], negative: list[np.ndarray], metric: str) -> np.ndarray:

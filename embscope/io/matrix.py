@@ -23,7 +23,9 @@ DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "f
 
 def bf16_to_float32(raw: np.ndarray) -> np.ndarray:
     """Widen raw bfloat16 bits (uint16) to float32: bf16 is the top half of an fp32."""
-    return (raw.astype(np.uint32) << 16).view(np.float32)
+    wide = raw.astype(np.uint32)
+    wide <<= 16
+    return wide.view(np.float32)
 
 
 @dataclass
@@ -54,11 +56,9 @@ class Matrix:
         """The rows at `ids` as float32, (len(ids), cols)."""
         return self._to_float32(self.raw[np.asarray(ids, dtype=np.int64)])
 
-    def blocks(self, block_rows: int):
-        """Yield (start, float32 block) over all rows, `block_rows` at a time."""
-        n = self.shape[0]
-        for start in range(0, n, block_rows):
-            yield start, self.rows(start, min(n, start + block_rows))
+    def block_rows(self, budget_bytes: int = 32 << 20) -> int:
+        """Rows per float32 block so that one converted block takes about `budget_bytes`."""
+        return max(256, budget_bytes // (4 * max(1, self.shape[1])))
 
     def to_float32(self) -> np.ndarray:
         return self.rows(0, self.shape[0])

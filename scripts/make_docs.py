@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Regenerate (or, with --check, verify) every example in README.md and docs/*.md from real runs.
+
+An example is a block between an HTML comment naming the command and its closing comment:
+
+    <!-- example: embscope neighbors king -->
+    ```console
+    $ embscope neighbors king
+    ...what it printed...
+    ```
+    <!-- /example -->
+
+Each command runs through bash in a pseudo-terminal 100 columns wide with NO_COLOR=1, so the
+output is exactly what a person sees in a terminal (tables, not TSV), colour aside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"<!-- example: (?P<cmd>.+?) -->\n.*?<!-- /example -->", re.S)
+COLUMNS, LINES = 100, 50
+# Values that change from run to run: compared as placeholders in --check.
+VOLATILE = [re.compile(r"(load_seconds\s+)[\d.]+"), re.compile(r"(in )[\d.]+(s\b)")]
+
+
+def run_in_terminal(command: str, cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBSCOPE_", "FORCE_COLOR"))}
+    env.update(NO_COLOR="1", COLUMNS=str(COLUMNS), LINES=str(LINES), TERM="xterm-256color")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLUMNS, 0, 0))
+    proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=slave, cwd=cwd, env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            proc.kill()
+            raise SystemExit(f"timed out: {command}")
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the terminal closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait()
+    os.close(master)
+    text = b"".join(chunks).decode("utf-8", errors="backslashreplace").replace("\r\n", "\n")
+    lines = [line.rstrip() for line in text.split("\n")]
+    return "\n".join(lines).strip("\n")
+
+
+def render(command: str) -> str:
+    output = run_in_terminal(command, ROOT)
+    return f"<!-- example: {command} -->\n```console\n$ {command}\n{output}\n```\n<!-- /example -->"
+
+
+def normalise(text: str) -> str:
+    for pattern in VOLATILE:
+        text = pattern.sub(lambda m: m.group(1) + "#" + (m.group(2) if m.lastindex and m.lastindex > 1 else ""), text)
+    return text
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if any example is out of date")
+    parser.add_argument("pages", nargs="*", type=Path)
+    args = parser.parse_args()
+    stale = []
+    for page in args.pages or pages():
+        text = page.read_text(encoding="utf-8")
+        new = BLOCK.sub(lambda m: render(m.group("cmd")), text)
+        if args.check:
+            for old_block, new_block in zip(BLOCK.finditer(text), BLOCK.finditer(new)):
+                if normalise(old_block.group(0)) != normalise(new_block.group(0)):
+                    stale.append(f"{page.relative_to(ROOT)}: {old_block.group('cmd')}")
+        elif new != text:
+            page.write_text(new, encoding="utf-8")
+            print(f"updated {page.relative_to(ROOT)}", file=sys.stderr)
+    for s in stale:
+        print(f"out of date: {s}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -57,6 +57,22 @@ def _find(keys: list[str], suffix: str) -> str | None:
     return min(hits, key=len) if hits else None
 
 
+def _config_number(config: dict, key: str, default, kind: type):
+    """config[key] as an int >= 0 or a finite float >= 0: config.json comes from the model's author."""
+    import math
+    import reprlib
+
+    value = config.get(key, default)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int)):
+        try:
+            number = kind(value)
+        except OverflowError:
+            number = None
+        if number is not None and number >= 0 and (kind is int or math.isfinite(number)):
+            return number
+    raise EmbscopeError(f"config.json: '{key}' is {reprlib.repr(value)}, not a number embscope can use")
+
+
 def detect_layout(
     keys: list[str],
     config: dict | None = None,
@@ -96,17 +112,17 @@ def detect_layout(
         layout.position_offset = OPT_POSITION_OFFSET
     if family == "bert":
         if model_type in ROBERTA_LIKE:
-            layout.position_offset = int(config.get("pad_token_id", 1)) + 1
+            layout.position_offset = _config_number(config, "pad_token_id", 1, int) + 1
         layout.token_type_key = _find(keys, "embeddings.token_type_embeddings.weight")
         w = _find(keys, "embeddings.LayerNorm.weight") or _find(keys, "embeddings.LayerNorm.gamma")
         b = _find(keys, "embeddings.LayerNorm.bias") or _find(keys, "embeddings.LayerNorm.beta")
         if w and b:
             layout.norm_keys = (w, b)
-            layout.norm_eps = float(config.get("layer_norm_eps", 1e-12))
+            layout.norm_eps = _config_number(config, "layer_norm_eps", 1e-12, float)
     if family == "bloom":
         w = _find(keys, "word_embeddings_layernorm.weight")
         b = _find(keys, "word_embeddings_layernorm.bias")
         if w and b:
             layout.norm_keys = (w, b)
-            layout.norm_eps = float(config.get("layer_norm_epsilon", 1e-5))
+            layout.norm_eps = _config_number(config, "layer_norm_epsilon", 1e-5, float)
     return layout

@@ -173,10 +173,12 @@ class _TorchReader(_Reader):
                 value = self._scalar(tree.get(k))
                 if value is not None:
                     self.facts[k] = value
+            # Plain values only: anything else from a hostile pickle (a list nested in itself
+            # through the memo, say) could take forever to print.
             if isinstance(tree.get("model_args"), dict):
-                self.facts["model_args"] = dict(tree["model_args"])
+                self.facts["model_args"] = _plain(tree["model_args"])
             if isinstance(tree.get("config"), dict):
-                self.facts["config"] = dict(tree["config"])
+                self.facts["config"] = _plain(tree["config"])
                 if isinstance(tree["config"].get("dataset"), str):
                     self.facts["dataset"] = tree["config"]["dataset"]
         else:
@@ -220,6 +222,12 @@ class _TorchReader(_Reader):
         pass
 
 
+def _plain(d: dict) -> dict:
+    """The entries of a pickled dict whose keys are strings and values plain scalars."""
+    return {k: v for k, v in d.items() if isinstance(k, str)
+            and (v is None or isinstance(v, (bool, int, float, str)))}
+
+
 def _read_json(path: str | None) -> dict:
     if not path:
         return {}
@@ -228,6 +236,8 @@ def _read_json(path: str | None) -> dict:
             data = json.load(f)
     except (OSError, ValueError) as e:
         raise EmbscopeError(f"{path}: not readable JSON ({e})") from None
+    except RecursionError:
+        raise EmbscopeError(f"{path}: not readable JSON (nested too deeply)") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -370,6 +380,9 @@ def load(
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
     wte = reader.matrix(layout.wte_key)
     wpe = reader.matrix(layout.wpe_key) if layout.wpe_key else None
+    for m in (wte, wpe):
+        if m is not None and 0 in m.shape:
+            raise EmbscopeError(f"{spec}: tensor '{m.name}' of shape {m.shape} is empty")
     if wpe is not None and wpe.shape[1] != wte.shape[1]:
         raise EmbscopeError(
             f"{spec}: token embeddings are {wte.shape[1]} wide but position embeddings"
@@ -380,9 +393,16 @@ def load(
     emb = Embeddings(source=spec, format=reader.format, layout=layout, wte=wte, wpe=wpe,
                      tokenizer=None, n_tokens=wte.shape[0])
     if layout.token_type_key:
-        emb.token_type0 = reader.matrix(layout.token_type_key).rows(0, 1)[0].copy()
+        types = reader.matrix(layout.token_type_key)
+        if types.shape[0] < 1 or types.shape[1] != wte.shape[1]:
+            raise EmbscopeError(f"{spec}: token type embeddings '{layout.token_type_key}' of shape"
+                                f" {types.shape} do not fit token embeddings {wte.shape[1]} wide")
+        emb.token_type0 = types.rows(0, 1)[0].copy()
     if layout.norm_keys:
         w, b = (reader.vector(k) for k in layout.norm_keys)
+        if w.shape != (wte.shape[1],) or b.shape != (wte.shape[1],):
+            raise EmbscopeError(f"{spec}: the embedding LayerNorm '{layout.norm_keys[0]}' does not"
+                                f" fit token embeddings {wte.shape[1]} wide")
         emb.norm = (w, b, layout.norm_eps)
     emb.tied = _tied(reader, layout)
     emb.facts = dict(reader.facts)

@@ -97,7 +97,11 @@ class RecordWriter:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=self.title, title_justify="left", box=None, pad_edge=False,
+        from embscope.display import sanitize
+
+        # The title holds the user's query: plain text, never Rich markup ("[/x]" would raise).
+        title = Text(sanitize(self.title)) if self.title else None
+        table = Table(title=title, title_justify="left", box=None, pad_edge=False,
                       header_style="bold")
         for c in self.columns:
             numeric = any(isinstance(r.get(c), (int, float)) for r in self._rows[:5])

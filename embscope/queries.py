@@ -43,9 +43,26 @@ class Query:
         return [t for t in self.terms if t.sign < 0]
 
 
+def check_text(text: str) -> str:
+    """`text` unchanged if it is valid Unicode. Arguments that are not valid UTF-8 reach Python
+    as lone surrogates (PEP 383), which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        from embscope.display import escape
+
+        shown = escape(text.encode("utf-8", "surrogateescape" if _escapable(text) else "surrogatepass"))
+        raise UsageError(f"'{shown}' is not valid UTF-8 text") from None
+    return text
+
+
+def _escapable(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
 def split_terms(words: list[str]) -> list[tuple[int, str]]:
     """["king", "-", "man"] or ["king - man"] -> [(+1, "king"), (-1, "man")]."""
-    text = " ".join(words)
+    text = check_text(" ".join(words))
     parts = _OPERATOR.split(" " + text.strip() + " ")
     terms, sign = [], 1
     first = parts[0].strip()

@@ -73,13 +73,13 @@ class HFTokenizer(Tokenizer):
         self.kind = kind
         self.source = source
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
-        spec = json.loads(tok.to_str())
-        decoder = json.dumps(spec.get("decoder"))
-        unk = (spec.get("model") or {}).get("unk_token")
-        self.unk_id = tok.token_to_id(unk) if isinstance(unk, str) else None
+        # Only the decoder's settings are needed: serialise it alone, not the whole vocabulary.
+        decoder = tok.decoder.__getstate__().decode() if tok.decoder is not None else ""
         self._byte_level = '"ByteLevel"' in decoder
         self._byte_fallback = '"ByteFallback"' in decoder
         self._metaspace = '"Metaspace"' in decoder or SPACE_MARK in decoder
+        unk = getattr(tok.model, "unk_token", None)
+        self.unk_id = tok.token_to_id(unk) if isinstance(unk, str) else None
         self._special = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
 
     def encode(self, text: str) -> list[int]:
@@ -123,7 +123,8 @@ class CharTokenizer(Tokenizer):
             ) from None
 
     def token_bytes(self, token_id: int) -> bytes:
-        return self.itos.get(token_id, "").encode()
+        # A pickled str may hold a lone surrogate: keep it (as the bytes display.escape shows).
+        return self.itos.get(token_id, "").encode("utf-8", "surrogatepass")
 
     def word_ids(self, word: str, exact: bool = False) -> list[int]:
         return self.encode(word)
@@ -209,6 +210,11 @@ def from_meta_pkl(path: str) -> CharTokenizer:
         and all(isinstance(k, int) and isinstance(v, str) for k, v in itos.items())
     ):
         raise EmbscopeError(f"{path}: not a nanoGPT meta.pkl (expected 'stoi' and 'itos' dicts)")
+    # prepare.py numbers the characters 0..n-1 both ways; anything else would label or look up
+    # the wrong rows (a negative id reads the matrix from its end).
+    if set(itos) != set(range(len(itos))) or any(itos.get(i) != ch for ch, i in stoi.items()):
+        raise EmbscopeError(f"{path}: not a nanoGPT meta.pkl ('stoi' and 'itos' do not number"
+                            f" the same characters 0..{len(itos) - 1})")
     return CharTokenizer(stoi, itos, path)
 
 
@@ -227,9 +233,11 @@ def from_directory(directory: str) -> Tokenizer | None:
         lowercase = True
         if has("tokenizer_config.json"):
             try:
-                with open(has("tokenizer_config.json")) as f:
-                    lowercase = bool(json.load(f).get("do_lower_case", True))
-            except (OSError, ValueError):
+                with open(has("tokenizer_config.json"), encoding="utf-8") as f:
+                    config = json.load(f)
+                if isinstance(config, dict):
+                    lowercase = bool(config.get("do_lower_case", True))
+            except (OSError, ValueError, RecursionError):
                 pass
         return from_wordpiece(has("vocab.txt"), lowercase)
     if has("tokenizer.model") or has("spiece.model") or has("sentencepiece.bpe.model"):

@@ -35,6 +35,8 @@ def embed_ids(emb: Embeddings, ids: list[int], component: str = "sum") -> dict[s
         )
     if T and max(ids) >= emb.n_tokens:
         raise EmbscopeError(f"token id {max(ids)} is beyond the model's {emb.n_tokens} tokens")
+    if T and min(ids) < 0:  # a negative id (config.json's bos_token_id, say) would read from the end
+        raise EmbscopeError(f"token id {min(ids)} is negative")
     tok = emb.wte.take(ids)  # (T, d)
     out = {"token": tok}
     if emb.wpe is not None:

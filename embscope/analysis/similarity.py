@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embscope.analysis.topk import topk_rows
-from embscope.errors import UsageError
+from embscope.errors import EmbscopeError, UsageError
 from embscope.io.matrix import Matrix
 
 METRICS = ("cosine", "dot", "euclidean")
@@ -33,6 +33,8 @@ class Index:
     matrix: Matrix  # (V, d)
     n: int  # rows [0, n) are searchable (the rest is vocabulary padding)
     _norms: np.ndarray | None = field(default=None, repr=False)
+    _inverse: np.ndarray | None = field(default=None, repr=False)
+    _bad: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def norms(self) -> np.ndarray:
@@ -44,9 +46,20 @@ class Index:
             self._norms = out
         return self._norms
 
+    @property
+    def inverse_norms(self) -> np.ndarray:
+        """1 / norm per row (0 for zero rows, so their cosine is 0), float32 (n,)."""
+        if self._inverse is None:
+            norms = self.norms
+            with np.errstate(divide="ignore"):
+                self._inverse = np.where(norms == 0, 0, 1 / norms).astype(np.float32)
+        return self._inverse
+
     def bad_rows(self) -> np.ndarray:
         """Ids of rows holding NaN or Inf (their norm is not finite)."""
-        return np.flatnonzero(~np.isfinite(self.norms))
+        if self._bad is None:
+            self._bad = np.flatnonzero(~np.isfinite(self.norms))
+        return self._bad
 
     def _blocks(self):
         """(start, float32 rows) over the searchable rows, about 32 MiB at a time."""
@@ -54,19 +67,18 @@ class Index:
         for start in range(0, self.n, step):
             yield start, self.matrix.rows(start, min(self.n, start + step))
 
-    def vectors(self, ids) -> np.ndarray:
-        return self.matrix.take(ids)
-
     def scores(self, queries: np.ndarray, metric: str) -> np.ndarray:
         """(q, n) scores, larger is nearer: cosine, dot, or minus the euclidean distance."""
         q = np.ascontiguousarray(queries, dtype=np.float32)  # (q, d)
+        if not np.isfinite(q).all():
+            raise EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")
         if metric == "cosine":
             q = unit(q)
         out = np.empty((len(q), self.n), dtype=np.float32)
         if self.matrix.dtype == "F32":  # memory-mapped rows: one product, no copy
             np.matmul(q, self.matrix.raw[: self.n].T, out=out)
         else:  # convert block by block; fill the norm cache in the same pass
-            fill = self._norms is None and metric != "dot"
+            fill = self._norms is None
             norms = np.empty(self.n, dtype=np.float32) if fill else None
             for start, block in self._blocks():
                 out[:, start:start + len(block)] = q @ block.T
@@ -75,13 +87,14 @@ class Index:
             if fill:
                 self._norms = norms
         if metric == "cosine":
-            norms = self.norms
-            out /= np.where(norms == 0, 1, norms)
+            out *= self.inverse_norms
         elif metric == "euclidean":
             sq = np.einsum("ij,ij->i", queries, queries)[:, None] + self.norms**2 - 2 * out
             np.sqrt(np.maximum(sq, 0, out=sq), out=sq)
             out = -sq.astype(np.float32)
-        out[~np.isfinite(out)] = -np.inf  # NaN rows never rank
+        bad = self.bad_rows()
+        if len(bad):
+            out[:, bad] = -np.inf  # rows holding NaN or Inf never rank
         return out
 
     def nearest(self, queries: np.ndarray, k: int, metric: str, exclude: list[list[int]] | None = None):

@@ -37,11 +37,18 @@ def writer(fmt, columns, title=None):
 
 
 def token_label(emb, token_id: int) -> str:
-    from embscope.display import escape
+    """The token as printable text (memoised per model: batch output repeats tokens a lot)."""
+    labels = emb.__dict__.setdefault("_labels", {})
+    label = labels.get(token_id)
+    if label is None:
+        from embscope.display import escape
 
-    if token_id >= emb.n_tokens:
-        return "<pad>"
-    return escape(emb.token_text(token_id)) if emb.tokenizer else f"#{token_id}"
+        if token_id >= emb.n_tokens:
+            label = "<pad>"
+        else:
+            label = escape(emb.token_text(token_id)) if emb.tokenizer else f"#{token_id}"
+        labels[token_id] = label
+    return label
 
 
 def note(message: str) -> None:

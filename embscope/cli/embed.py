@@ -48,9 +48,11 @@ def embed(
         if not texts:
             raise EmbscopeError("no text on stdin")
     else:
+        from embscope.queries import check_text
+
         if not text:
             raise UsageError("empty text")
-        texts = [text]
+        texts = [check_text(text)]
     if output and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
     emb = load_model(model, wte_key, wpe_key, tokenizer, meta)

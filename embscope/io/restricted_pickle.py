@@ -3,6 +3,12 @@
 A pickle names the callables it wants run (GLOBAL / STACK_GLOBAL opcodes). `find_class` decides
 what each name becomes; ours return only embscope's own inert stand-ins, so a hostile `__reduce__`
 (os.system, eval, ...) fails with an error before anything is called.
+
+The opcodes run on pickle's pure-Python Unpickler (a small data.pkl or meta.pkl loads in
+milliseconds), so that three of them can be checked as well: dict keys and set members must be
+plain scalars (a tuple nested in itself through the memo hashes in exponential time: a 200-byte
+pickle that never finishes), and BUILD may only set attributes of an OrderedDict (torch's
+`state_dict._metadata`), never of embscope's stand-ins.
 """
 
 from __future__ import annotations
@@ -53,10 +59,18 @@ class _StorageType:
         self.dtype = dtype
 
 
+def _count(value) -> bool:
+    return type(value) is int and value >= 0
+
+
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> TensorRef:
     if not isinstance(storage, StorageRef):
         raise pickle.UnpicklingError("tensor without a storage")
-    return TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
+    size, stride = tuple(size), tuple(stride)
+    if not (_count(storage_offset) and len(size) == len(stride)
+            and all(_count(n) for n in size) and all(_count(s) for s in stride)):
+        raise pickle.UnpicklingError("tensor with a bad size, stride or offset")
+    return TensorRef(storage, storage_offset, size, stride)
 
 
 def _rebuild_parameter(data, *_ignored):
@@ -67,15 +81,73 @@ def _size(*args):
     return tuple(*args)
 
 
+def _ordered_dict(*args):
+    """collections.OrderedDict as torch pickles it: made empty, then filled by SETITEMS."""
+    if args:
+        raise pickle.UnpicklingError("OrderedDict with arguments")
+    return collections.OrderedDict()
+
+
 class _Refused(pickle.UnpicklingError):
     pass
 
 
-class TorchArchiveUnpickler(pickle.Unpickler):
+_KEY_TYPES = (str, int, float, bool, type(None), bytes)
+
+
+def _keys(items):
+    for k in items:
+        if type(k) not in _KEY_TYPES:
+            raise pickle.UnpicklingError(f"a dict key or set member of type {type(k).__name__}")
+    return items
+
+
+class _CheckedUnpickler(pickle._Unpickler):
+    """pickle's pure-Python Unpickler with the checks described above."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    # After MARK, self.stack holds just the items since the mark (key, value, key, value...).
+    def _setitem(self):
+        _keys([self.stack[-2]])
+        pickle._Unpickler.load_setitem(self)
+
+    def _setitems(self):
+        _keys(self.stack[0::2])
+        pickle._Unpickler.load_setitems(self)
+
+    def _dict(self):
+        _keys(self.stack[0::2])
+        pickle._Unpickler.load_dict(self)
+
+    def _additems(self):
+        _keys(self.stack)
+        pickle._Unpickler.load_additems(self)
+
+    def _frozenset(self):
+        _keys(self.stack)
+        pickle._Unpickler.load_frozenset(self)
+
+    def _build(self):
+        state, inst = self.stack[-1], self.stack[-2]
+        if type(inst) is not collections.OrderedDict or type(state) is not dict or not all(
+            type(k) is str for k in state
+        ):
+            raise pickle.UnpicklingError("BUILD of something other than an OrderedDict")
+        pickle._Unpickler.load_build(self)
+
+    for _op, _fn in ((pickle.SETITEM, _setitem), (pickle.SETITEMS, _setitems), (pickle.DICT, _dict),
+                     (pickle.ADDITEMS, _additems), (pickle.FROZENSET, _frozenset),
+                     (pickle.BUILD, _build)):
+        dispatch[_op[0]] = _fn
+    del _op, _fn
+
+
+class TorchArchiveUnpickler(_CheckedUnpickler):
     """Reads `data.pkl` of a torch.save zip archive into dicts, lists and TensorRefs."""
 
     _ALLOWED = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("collections", "OrderedDict"): _ordered_dict,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("torch", "Size"): _size,
@@ -95,13 +167,13 @@ class TorchArchiveUnpickler(pickle.Unpickler):
             and pid[0] == "storage"
             and isinstance(pid[1], _StorageType)
             and isinstance(pid[2], str)
-            and isinstance(pid[4], int)
+            and _count(pid[4])
         ):
             return StorageRef(key=pid[2], dtype=pid[1].dtype, numel=pid[4])
         raise pickle.UnpicklingError("unsupported persistent id")
 
 
-class PlainDataUnpickler(pickle.Unpickler):
+class PlainDataUnpickler(_CheckedUnpickler):
     """Accepts only what pickles of dicts, lists, tuples, strings and numbers contain."""
 
     def find_class(self, module: str, name: str):
@@ -119,5 +191,12 @@ def safe_loads(data: bytes, unpickler: type[pickle.Unpickler], what: str):
         raise EmbscopeError(
             f"{what}: refused to load: the pickle asks to run '{e}', which embscope never runs"
         ) from None
+    except pickle.UnpicklingError as e:  # ours and pickle's own say what is wrong
+        raise EmbscopeError(f"{what}: not a readable pickle ({_first_line(e)})") from None
     except Exception as e:  # noqa: BLE001 - any failure of a hostile or corrupt pickle
         raise EmbscopeError(f"{what}: not a readable pickle ({type(e).__name__})") from None
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__

@@ -73,16 +73,20 @@ class SafetensorsFile:
             spans.append((info.start, info.end, name))
             self.tensors[name] = info
         spans.sort()
-        for (_, end_a, name_a), (start_b, end_b, name_b) in zip(spans, spans[1:]):
-            if start_b < end_a and end_b > start_b:
-                raise self._fail(f"tensors '{name_a}' and '{name_b}' overlap")
+        reach, reach_name = 0, None  # the furthest end so far, and whose it is
+        for start, end, name in spans:
+            if start < reach and end > start:
+                raise self._fail(f"tensors '{reach_name}' and '{name}' overlap")
+            if end > reach:
+                reach, reach_name = end, name
 
     def _tensor_info(self, name: str, entry: object) -> TensorInfo:
         if not isinstance(entry, dict):
             raise self._fail(f"entry for '{name}' is not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPE_BITS:
-            raise self._fail(f"unknown dtype {dtype!r} for tensor '{name}'")
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            shown = repr(dtype) if len(repr(dtype)) <= 40 else repr(dtype)[:37] + "..."
+            raise self._fail(f"unknown dtype {shown} for tensor '{name}'")
         if not isinstance(shape, list) or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
         ):
@@ -157,7 +161,7 @@ def _read_header(path: str, size: int) -> tuple[int, object]:
         raw = f.read(n)
     try:
         return n, json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, an integer of 5000 digits
         raise EmbscopeError(
             f"{path}: not a valid safetensors file: the header is not valid JSON"
         ) from None

@@ -44,11 +44,24 @@ class TorchArchive:
             raise EmbscopeError(f"{path}: a zip file, but not a torch checkpoint (no data.pkl)")
         self.prefix = pkl[0][: -len("data.pkl")]
         byteorder = self.prefix + "byteorder"
-        if byteorder in names and self._zip.read(byteorder).strip() not in (b"little", b""):
+        if byteorder in names and self._read(byteorder).strip() not in (b"little", b""):
             raise EmbscopeError(f"{path}: big-endian torch checkpoints are not supported")
         info = self._zip.getinfo(pkl[0])
         self.bytes_read = info.file_size
-        self.tree = safe_loads(self._zip.read(info), TorchArchiveUnpickler, path)
+        self.tree = safe_loads(self._read(pkl[0]), TorchArchiveUnpickler, path)
+
+    def _read(self, name: str) -> bytes:
+        """A small entry, read whole. torch stores every entry uncompressed, so a compressed one
+        (a zip bomb, say) is refused before it is inflated."""
+        info = self._zip.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise EmbscopeError(f"{self.path}: zip entry '{name}' is compressed; torch never does that")
+        if info.file_size > self.size:
+            raise EmbscopeError(f"{self.path}: zip entry '{name}' runs past the end of the file")
+        try:
+            return self._zip.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as e:
+            raise EmbscopeError(f"{self.path}: corrupt zip entry '{name}' ({e})") from None
 
     def matrix(self, ref: object, name: str) -> Matrix:
         """The 2-D tensor `ref` as a lazily read Matrix, memory-mapped from the archive."""

@@ -8,7 +8,10 @@ result holds no control character, and distinct tokens never look the same.
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+_PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII but the backslash: shown as is
 
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
@@ -29,6 +32,8 @@ def escape(token: bytes | None) -> str:
     """Printable, lossless text for a token's bytes ('' for None)."""
     if not token:
         return ""
+    if _PLAIN.fullmatch(token):
+        return token.decode("ascii")
     text = token.decode("utf-8", errors="surrogateescape")
     out = []
     for ch in text:

@@ -22,6 +22,12 @@ SPACE_MARK = "\u2581"  # SentencePiece's word-start mark
 
 
 @lru_cache(maxsize=1)
+def _byte_translation() -> dict[int, int]:
+    """str.translate table: GPT-2 stand-in character -> the latin-1 character of its byte."""
+    return {ord(ch): b for ch, b in _byte_decoder().items()}
+
+
+@lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's bytes_to_unicode table, inverted: printable stand-in character -> byte."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
@@ -92,10 +98,10 @@ class HFTokenizer(Tokenizer):
         if piece in self._special:
             return piece.encode()
         if self._byte_level:
-            table = _byte_decoder()
-            if all(ch in table for ch in piece):
-                return bytes(table[ch] for ch in piece)
-            return piece.encode()
+            try:
+                return piece.translate(_byte_translation()).encode("latin-1")
+            except UnicodeEncodeError:  # not a byte-level piece after all
+                return piece.encode()
         if self._byte_fallback:
             m = _BYTE_FALLBACK.fullmatch(piece)
             if m:

@@ -7,7 +7,7 @@ import numpy as np
 from embscope.errors import UsageError
 
 
-def parse_range(text: str | None, n_positions: int) -> tuple[int, int]:
+def parse_range(text: str | None, n_positions: int, option: str = "--range") -> tuple[int, int]:
     """'A:B' (either end may be empty) -> (start, stop) within [0, n_positions]."""
     if text is None:
         return 0, n_positions
@@ -18,10 +18,11 @@ def parse_range(text: str | None, n_positions: int) -> tuple[int, int]:
         start = int(parts[0]) if parts[0].strip() else 0
         stop = int(parts[1]) if parts[1].strip() else n_positions
     except ValueError:
-        raise UsageError(f"--range '{text}': expected A:B, e.g. 0:256") from None
+        raise UsageError(f"{option} '{text}': expected A:B, e.g. 0:256") from None
     if not 0 <= start < stop <= n_positions:
+        what = "positions" if option == "--range" else "tokens"
         raise UsageError(
-            f"--range '{text}': need 0 <= A < B <= {n_positions} (the model has {n_positions} positions)"
+            f"{option} '{text}': need 0 <= A < B <= {n_positions} (the model has {n_positions} {what})"
         )
     return start, stop
 

@@ -21,6 +21,7 @@ def neighbors(
     include_query: Annotated[bool, typer.Option("--include-query", help="Keep the query tokens in the results.")] = False,
     cosmul: Annotated[bool, typer.Option("--cosmul", help="3CosMul instead of 3CosAdd for arithmetic (cosine only).")] = False,
     all_tokens: Annotated[bool, typer.Option("--all", help="The k-NN graph of the whole vocabulary, streamed.")] = False,
+    rows: Annotated[Optional[str], typer.Option("--rows", metavar="A:B", help="With --all: only tokens A..B-1 (split the graph across runs).")] = None,
     model: ModelOpt = None,
     wte_key: WteKeyOpt = None,
     wpe_key: WpeKeyOpt = None,
@@ -39,6 +40,8 @@ def neighbors(
         raise UsageError("--cosmul works with --metric cosine only")
     if all_tokens and query:
         raise UsageError("--all takes no query")
+    if rows is not None and not all_tokens:
+        raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
     emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
@@ -49,7 +52,10 @@ def neighbors(
     index = Index(emb.wte, emb.n_tokens)
     _warn_bad_rows(index)
     if all_tokens:
-        return _all(emb, index, top, metric, format)
+        from embscope.analysis.positions import parse_range
+
+        start, stop = parse_range(rows, emb.n_tokens, option="--rows")
+        return _all(emb, index, top, metric, format, start, stop)
     if query == ["-"]:
         return _batch(emb, index, top, metric, exact, include_query, cosmul, format)
     from embscope import queries
@@ -145,17 +151,17 @@ def _stdin_lines() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _all(emb, index, top, metric, format):
-    """Every token's k nearest tokens, streamed block by block."""
+def _all(emb, index, top, metric, format, first, last):
+    """Every token's (in [first, last)) k nearest tokens, streamed block by block."""
     import numpy as np
 
     from embscope.analysis.similarity import QUERY_CHUNK
 
     out = writer(format, ["id", "token", "rank", "neighbor_id", "neighbor", "score"])
     labels = [token_label(emb, i) for i in range(emb.n_tokens)]
-    with _progress(emb.n_tokens) as advance:
-        for start in range(0, emb.n_tokens, QUERY_CHUNK):
-            stop = min(emb.n_tokens, start + QUERY_CHUNK)
+    with _progress(last - first) as advance:
+        for start in range(first, last, QUERY_CHUNK):
+            stop = min(last, start + QUERY_CHUNK)
             block = emb.wte.rows(start, stop)
             exclude = [[i] for i in range(start, stop)]
             for j, ids, vals in index.nearest(np.asarray(block), top, metric, exclude):

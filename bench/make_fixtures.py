@@ -312,8 +312,9 @@ def build_llama(d: Path) -> None:
 
     Only some tensors exist (embed_tokens in shard 1 with layer 0's attention, part of
     layer 1 in shard 2, model.norm + untied lm_head in shard 3), so transformers cannot
-    load it -- it is not meant to. The tokenizer is GPT-2's (50257 ids): ids beyond 50257
-    simply never appear, the 128256-row matrix is what matters for memory.
+    load it -- it is not meant to. No tokenizer is written: a tokenizer smaller than the
+    matrix would make embscope treat the rows past it as padding and search only those it
+    covers. Without one, queries are token ids (`#5822`) and all 128256 rows are searched.
     """
     import torch
     from safetensors.torch import save_file
@@ -368,7 +369,6 @@ def build_llama(d: Path) -> None:
         bos_token_id=128000, eos_token_id=128001, architectures=["LlamaForCausalLM"],
         dtype="bfloat16",
     ).save_pretrained(str(d))
-    write_tokenizer(d)  # GPT-2 tokenizer stands in for Llama 3's (see docstring)
     from safetensors import safe_open
 
     with safe_open(str(d / "model-00001-of-00003.safetensors"), framework="pt") as f:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 import pickle
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -163,7 +164,8 @@ class GPT(nn.Module):
     def forward(self, idx, targets=None):
         device = idx.device
         b, t = idx.size()
-        assert t <= self.config.block_size, f"Cannot forward sequence of length {t}, block size is only {self.config.block_size}"
+        assert t <= self.config.block_size, \
+            f"Cannot forward sequence of length {t}, block size is only {self.config.block_size}"
         pos = torch.arange(0, t, dtype=torch.long, device=device)  # shape (t)
 
         # forward the GPT model itself
@@ -268,7 +270,9 @@ def train_checkpoint(
     if compile:
         # train.py: model = torch.compile(model); raw_model = model (no DDP): its state_dict
         # keys carry the "_orig_mod." prefix. Wrapping compiles nothing until the first call.
-        raw_model = torch.compile(model)
+        with warnings.catch_warnings():  # importing torch._dynamo warns about torch.jit
+            warnings.simplefilter("ignore", DeprecationWarning)
+            raw_model = torch.compile(model)
 
     batch_size = 4
     ix = torch.randint(len(data) - block_size, (batch_size,))

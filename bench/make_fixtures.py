@@ -265,7 +265,8 @@ def build_nanogpt(d: Path) -> None:
     """
     import torch
 
-    from nanogpt_model import GPT, GPTConfig
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+    from tests.nanogpt import GPT, GPTConfig  # the one copy of nanoGPT's model.py in the repo
 
     torch.manual_seed(SEED)
     c = NANOGPT_CONFIG

@@ -405,6 +405,8 @@ def main():
         metadata=meta,
     )
     tok.save(str(out / "tokenizer.json"))
+    for f in ("model.safetensors", "tokenizer.json"):  # safetensors writes 0600
+        os.chmod(out / f, 0o644)
 
     # ---- report -------------------------------------------------------------
     W, P = wte.numpy(), wpe.numpy()

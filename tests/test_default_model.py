@@ -115,3 +115,38 @@ def test_wpe_neighbouring_positions_more_alike(tensors):
     S = Pn @ Pn.T
     c1, c8, c32 = (np.diagonal(S, offset=k).mean() for k in (1, 8, 32))
     assert c1 > c8 > c32
+
+
+# --- through embscope itself: the default model is what runs with no --model ---------------------
+
+
+def test_embscope_uses_it_by_default(capsys, monkeypatch):
+    from tests.helpers import run, tsv
+
+    monkeypatch.delenv("EMBSCOPE_MODEL", raising=False)
+    code, out, err = run(["info", "-f", "tsv"], capsys)
+    facts = {r["field"]: r["value"] for r in tsv(out)}
+    assert code == 0, err
+    assert facts["source"].endswith("(embscope's bundled default)")
+    assert (facts["vocab_rows"], facts["dim"], facts["positions"]) == ("3072", "256", "128")
+    assert facts["dataset"] == "tinyshakespeare"
+
+
+def test_embscope_neighbors_king_meets_the_quality_bar(tok, tensors, capsys, monkeypatch):
+    from tests.helpers import run, tsv
+
+    monkeypatch.delenv("EMBSCOPE_MODEL", raising=False)
+    code, out, err = run(["neighbors", "king", "-f", "tsv"], capsys)
+    assert code == 0, err
+    tokens = [r["token"] for r in tsv(out)]
+    assert tokens == _king_top10(tok, tensors["transformer.wte.weight"])
+    assert len([t for t in tokens if t.strip().lower() in ROYAL]) >= 3
+
+
+def test_embscope_by_offset_decays(capsys, monkeypatch):
+    from tests.helpers import run, tsv
+
+    monkeypatch.delenv("EMBSCOPE_MODEL", raising=False)
+    code, out, _ = run(["positions", "--by-offset", "-f", "tsv"], capsys)
+    mean = {int(r["offset"]): float(r["mean"]) for r in tsv(out)}
+    assert mean[1] > mean[8] > mean[32]

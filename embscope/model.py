@@ -38,6 +38,12 @@ def default_model_dir() -> str:
     return str(resources.files("embscope") / "data" / "shakespeare")
 
 
+def display_path(path: str) -> str:
+    """A path for people: files inside the installed package shown as <embscope>/..."""
+    package = str(resources.files("embscope"))
+    return "<embscope>" + path[len(package):] if path.startswith(package + os.sep) else path
+
+
 @dataclass
 class Embeddings:
     """The embedding layer of one model, with what we know about where it came from."""
@@ -58,6 +64,11 @@ class Embeddings:
     token_type0: np.ndarray | None = None  # (d,) BERT family: token type 0 is always added
     norm: tuple[np.ndarray, np.ndarray, float] | None = None  # embedding LayerNorm (w, b, eps)
     load_seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """What to call the model in titles and messages."""
+        return "bundled Tiny Shakespeare model" if self.source == default_model_dir() else self.source
 
     @property
     def vocab_rows(self) -> int:
@@ -375,7 +386,7 @@ def load(
 ) -> Embeddings:
     """Load the embedding layer of the model named by `spec` (see the README for what it may be)."""
     t0 = time.perf_counter()
-    spec = spec or os.environ.get(ENV_MODEL) or default_model_dir()
+    spec = os.path.expanduser(spec or os.environ.get(ENV_MODEL) or default_model_dir())
     reader, directory, fetch = _open_reader(spec)
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
     wte = reader.matrix(layout.wte_key)

@@ -7,11 +7,15 @@ when it is not. Writers stream (except `table` and `json`, which need all rows).
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import tempfile
+import unicodedata
 from typing import IO, Any
 
 from embscope.display import visible_spaces
@@ -39,6 +43,27 @@ def text_value(v: Any) -> str:
     return str(v)
 
 
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e\n]")  # "\n": json.dumps' own indentation
+
+
+def _json_char(m: re.Match) -> str:
+    ch = m.group()
+    if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+        return ch
+    cp = ord(ch)
+    if cp > 0xFFFF:  # JSON spells these as a surrogate pair
+        cp -= 0x10000
+        return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
+    return f"\\u{cp:04x}"
+
+
+def json_text(obj: Any, **kwargs) -> str:
+    """json.dumps, readable (ensure_ascii off) yet safe for a terminal: DEL, C1 controls, bidi and
+    zero-width marks and line separators inside strings are written as \\uNNNN escapes, which
+    parse back to the very same strings."""
+    return _NOT_PRINTABLE_ASCII.sub(_json_char, json.dumps(obj, ensure_ascii=False, **kwargs))
+
+
 def json_value(v: Any) -> Any:
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None  # JSON has no NaN/Infinity
@@ -54,7 +79,7 @@ def stdout_console(**kwargs):
 def stderr_console():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
 
 class RecordWriter:
@@ -79,15 +104,14 @@ class RecordWriter:
         elif self.fmt == "csv":
             self._csv.writerow([text_value(row.get(c)) for c in self.columns])
         elif self.fmt == "jsonl":
-            self.stream.write(json.dumps({c: json_value(row.get(c)) for c in self.columns},
-                                         ensure_ascii=False) + "\n")
+            self.stream.write(json_text({c: json_value(row.get(c)) for c in self.columns}) + "\n")
         else:
             self._rows.append(row)
 
     def close(self) -> None:
         if self.fmt == "json":
-            json.dump([{c: json_value(r.get(c)) for c in self.columns} for r in self._rows],
-                      self.stream, ensure_ascii=False, indent=1)
+            self.stream.write(json_text([{c: json_value(r.get(c)) for c in self.columns} for r in self._rows],
+                                        indent=1))
             self.stream.write("\n")
         elif self.fmt == "table":
             self._table()
@@ -116,20 +140,84 @@ class RecordWriter:
 
 
 def atomic_write(path: str, write_bytes) -> None:
-    """Call write_bytes(file) on a temporary file beside `path`, then rename it onto `path`:
-    readers see the whole file or none of it."""
+    """Call write_bytes(file) on a file with no name yet, in `path`'s directory, then give it
+    `path`: readers see the whole file or none of it, and nothing is left behind on failure.
+
+    On Linux the file is opened with O_TMPFILE: until it is linked it has no name, so even a
+    process killed mid-write (SIGKILL, SIGXFSZ at a file size limit) leaves no temporary file.
+    It is then linked under a temporary name and renamed onto `path` (rename replaces
+    atomically). Elsewhere a named temporary file is used, removed on any exception."""
+    from embscope.errors import EmbscopeError
+
+    def fail(why: str) -> EmbscopeError:
+        return EmbscopeError(f"Cannot write {path}: {why}")
+
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise fail("it is a directory")
+    if not os.path.isdir(directory):
+        raise fail(f"directory {os.path.dirname(path) or '.'} does not exist")
+    tmp = None
+    try:
+        fd = _anonymous_file(directory)
+        if fd is None:
+            fd, tmp = tempfile.mkstemp(prefix=".embscope-", dir=directory)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "w+b") as f:
+            write_bytes(f)
+            f.flush()
+            if tmp is None:  # give the finished file a (temporary) name
+                tmp = _name_anonymous(f, directory)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError):
+            raise fail(e.strerror or str(e)) from None
+        raise
+
+
+def _anonymous_file(directory: str) -> int | None:
+    """An O_TMPFILE descriptor in `directory` (mode 0o666 less the umask), or None where the OS
+    or the file system has none."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(directory, flag | os.O_RDWR, 0o666)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None
+        raise
+
+
+def _name_anonymous(f, directory: str) -> str:
+    """Link the O_TMPFILE file `f` into `directory` under a fresh temporary name. Where the
+    link is refused, copy it into a named temporary file instead."""
+    name = f".embscope-{os.urandom(6).hex()}"
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # a dir fd makes os.link call linkat(AT_SYMLINK_FOLLOW): /proc/self/fd/N is a magic link
+        os.link(f"/proc/self/fd/{f.fileno()}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+        return os.path.join(directory, name)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOENT, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(dir_fd)
     fd, tmp = tempfile.mkstemp(prefix=".embscope-", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write_bytes(f)
+        with os.fdopen(fd, "wb") as out:
+            f.seek(0)
+            shutil.copyfileobj(f, out)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        os.unlink(tmp)
         raise
+    return tmp

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from embscope.model import Embeddings, default_model_dir
+from embscope.display import sanitize
+from embscope.model import Embeddings, default_model_dir, display_path
 
 
 def _mib(n: int) -> str:
@@ -12,10 +13,10 @@ def _mib(n: int) -> str:
 def describe(emb: Embeddings) -> list[tuple[str, object]]:
     lay = emb.layout
     rows: list[tuple[str, object]] = [
-        ("source", emb.source + (" (embscope's bundled default)" if emb.source == default_model_dir() else "")),
+        ("source", display_path(emb.source) + (" (embscope's bundled default)" if emb.source == default_model_dir() else "")),
         ("format", emb.format),
         ("family", lay.family),
-        ("files", ", ".join(emb.files)),
+        ("files", ", ".join(display_path(f) for f in emb.files)),
         ("token_tensor", lay.wte_key),
         ("position_tensor", lay.wpe_key or "none (no learned positions)"),
         ("vocab_rows", emb.vocab_rows),
@@ -27,7 +28,7 @@ def describe(emb: Embeddings) -> list[tuple[str, object]]:
         ("dtype", emb.wte.dtype_name),
         ("tied_lm_head", "unknown" if emb.tied is None else ("yes" if emb.tied else "no")),
         ("tokenizer", emb.tokenizer.kind if emb.tokenizer else "none (query by id: #123)"),
-        ("tokenizer_source", emb.tokenizer.source if emb.tokenizer else ""),
+        ("tokenizer_source", display_path(emb.tokenizer.source) if emb.tokenizer else ""),
         ("file_bytes", emb.file_bytes),
         ("read_bytes", emb.read_bytes),
         ("read_fraction", f"{emb.read_bytes / emb.file_bytes:.1%} ({_mib(emb.read_bytes)} of {_mib(emb.file_bytes)})"
@@ -46,4 +47,5 @@ def describe(emb: Embeddings) -> list[tuple[str, object]]:
     if isinstance(emb.facts.get("model_args"), dict):
         rows.append(("model_args", ", ".join(f"{k}={v}" for k, v in emb.facts["model_args"].items())))
     rows.append(("load_seconds", round(emb.load_seconds, 4)))
-    return rows
+    # Tensor names, metadata and paths come from the files: no control characters reach a terminal.
+    return [(field, sanitize(value) if isinstance(value, str) else value) for field, value in rows]

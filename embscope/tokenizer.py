@@ -65,8 +65,11 @@ class Tokenizer:
     def word_ids(self, word: str, exact: bool = False) -> list[int]:
         """The ids a user means by `word`: ' word' (mid-sentence) when that is one token."""
         if not exact and not word.startswith(" "):
-            spaced = self.single_token(" " + word)
-            if spaced is not None:
+            try:
+                spaced = self.single_token(" " + word)
+            except EmbscopeError:  # a tokenizer that fails on " word" may still know "word"
+                spaced = None
+            if spaced is not None and spaced != self.unk_id:  # " word" unknown: not a better match
                 return [spaced]
         return self.encode(word)
 
@@ -89,7 +92,11 @@ class HFTokenizer(Tokenizer):
         self._special = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
+        try:
+            return self._tok.encode(text, add_special_tokens=False).ids
+        except Exception as e:  # noqa: BLE001 - a broken tokenizer.json fails only here ("Unk token
+            # `x` not found in the vocabulary"), as a bare Exception
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({_first_line(e)})") from None
 
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._tok.id_to_token(token_id)

@@ -10,8 +10,10 @@ An example is a block between an HTML comment naming the command and its closing
     ```
     <!-- /example -->
 
-Each command runs through bash in a pseudo-terminal 100 columns wide with NO_COLOR=1, so the
-output is exactly what a person sees in a terminal (tables, not TSV), colour aside.
+Each command runs through bash with stdout on a pseudo-terminal 100 columns wide, so the output
+is what a person sees in a terminal (tables, not TSV); styles (bold) are stripped for Markdown.
+stderr goes to a pipe and is shown after the output, so progress bars (drawn only on a
+terminal) do not make the pages change from run to run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import termios
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BLOCK = re.compile(r"<!-- example: (?P<cmd>.+?) -->\n.*?<!-- /example -->", re.S)
 COLUMNS, LINES = 100, 50
 # Values that change from run to run: compared as placeholders in --check.
@@ -41,7 +44,7 @@ def run_in_terminal(command: str, cwd: Path) -> str:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLUMNS, 0, 0))
     proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.DEVNULL, stdout=slave,
-                            stderr=slave, cwd=cwd, env=env, close_fds=True)
+                            stderr=subprocess.PIPE, cwd=cwd, env=env, close_fds=True)
     os.close(slave)
     chunks = []
     while True:
@@ -56,9 +59,10 @@ def run_in_terminal(command: str, cwd: Path) -> str:
         if not data:
             break
         chunks.append(data)
-    proc.wait()
+    stderr = proc.communicate()[1]
     os.close(master)
-    text = b"".join(chunks).decode("utf-8", errors="backslashreplace").replace("\r\n", "\n")
+    text = (b"".join(chunks) + stderr).decode("utf-8", errors="backslashreplace").replace("\r\n", "\n")
+    text = ANSI.sub("", text)
     lines = [line.rstrip() for line in text.split("\n")]
     return "\n".join(lines).strip("\n")
 

@@ -30,6 +30,11 @@ def parse_range(text: str | None, n_positions: int, option: str = "--range") -> 
 def similarity_matrix(vectors: np.ndarray, metric: str) -> np.ndarray:
     """(n, n) pairwise similarity of rows: cosine, dot, or euclidean distance."""
     v = vectors.astype(np.float64)  # (n, d); small (n <= a few thousand), so exactness is cheap
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows give NaN cells, shown as such
+        return _similarity(v, metric)
+
+
+def _similarity(v: np.ndarray, metric: str) -> np.ndarray:
     if metric == "cosine":
         norms = np.linalg.norm(v, axis=1)
         u = v / np.where(norms == 0, 1, norms)[:, None]

@@ -81,17 +81,19 @@ class Index:
             fill = self._norms is None
             norms = np.empty(self.n, dtype=np.float32) if fill else None
             for start, block in self._blocks():
-                out[:, start:start + len(block)] = q @ block.T
+                with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in a NaN/Inf row
+                    out[:, start:start + len(block)] = q @ block.T
                 if fill:
                     norms[start:start + len(block)] = _row_norms(block)
             if fill:
                 self._norms = norms
-        if metric == "cosine":
-            out *= self.inverse_norms
-        elif metric == "euclidean":
-            sq = np.einsum("ij,ij->i", queries, queries)[:, None] + self.norms**2 - 2 * out
-            np.sqrt(np.maximum(sq, 0, out=sq), out=sq)
-            out = -sq.astype(np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, then ranked last
+            if metric == "cosine":
+                out *= self.inverse_norms
+            elif metric == "euclidean":
+                sq = np.einsum("ij,ij->i", queries, queries)[:, None] + self.norms**2 - 2 * out
+                np.sqrt(np.maximum(sq, 0, out=sq), out=sq)
+                out = -sq.astype(np.float32)
         bad = self.bad_rows()
         if len(bad):
             out[:, bad] = -np.inf  # rows holding NaN or Inf never rank
@@ -134,6 +136,7 @@ def cosmul_scores(index: Index, positive: list[np.ndarray], negative: list[np.nd
     sims = (1 + index.scores(terms, "cosine")) / 2  # (t, n), in [0, 1]; -inf rows stay -inf
     pos = np.prod(sims[: len(positive)], axis=0)
     neg = np.prod(sims[len(positive):], axis=0) if negative else 1.0
-    out = pos / (neg + 1e-6)
+    with np.errstate(invalid="ignore"):  # -inf / -inf on NaN/Inf rows: set to -inf below
+        out = pos / (neg + 1e-6)
     out[~np.isfinite(out)] = -np.inf
     return out.astype(np.float32)

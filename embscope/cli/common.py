@@ -76,7 +76,10 @@ def picture_console():
 
     console = stdout_console()
     system = console.color_system
-    color = "none" if system is None else ("truecolor" if system == "truecolor" else "256")
+    if system is None or console.no_color:  # not a terminal, TERM=dumb, or NO_COLOR
+        color = "none"
+    else:
+        color = "truecolor" if system == "truecolor" else "256"
     return console, color
 
 

@@ -57,7 +57,7 @@ def embed(
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
     emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
     if emb.tokenizer is None:
-        raise EmbscopeError(f"{emb.source}: this model has no tokenizer, so text cannot be embedded (give --tokenizer)")
+        raise EmbscopeError(f"{emb.name}: this model has no tokenizer, so text cannot be embedded (give --tokenizer)")
     bos_id = _bos_id(emb) if bos else None
 
     records = []
@@ -94,7 +94,7 @@ def _bos_id(emb) -> int:
             token_id = emb.tokenizer.single_token(name)
             if token_id is not None and emb.tokenizer.token_bytes(token_id) == name.encode():
                 return token_id
-    raise EmbscopeError(f"{emb.source}: no BOS token known for this model")
+    raise EmbscopeError(f"{emb.name}: no BOS token known for this model")
 
 
 def _tables(emb, records, component, pool) -> None:
@@ -123,7 +123,6 @@ def _preview(v) -> str:
 
 
 def _json(emb, records, component, pool, fmt) -> None:
-    import json
     import sys
 
     docs = []
@@ -131,12 +130,14 @@ def _json(emb, records, component, pool, fmt) -> None:
         doc = {"text": t, "ids": ids, "tokens": [token_label(emb, i) for i in ids], "component": component, "pool": pool}
         doc["vector" if pool != "none" else "vectors"] = vec.astype(float).tolist()
         docs.append(doc)
+    from embscope.output import json_text
+
     if fmt == "json":
-        json.dump(docs if len(docs) > 1 else docs[0], sys.stdout, ensure_ascii=False)
+        sys.stdout.write(json_text(docs if len(docs) > 1 else docs[0]))
         sys.stdout.write("\n")
     else:
         for doc in docs:
-            sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(doc) + "\n")
 
 
 def _rows(emb, records, fmt, pool) -> None:

@@ -17,7 +17,7 @@ def info(
     from embscope.summary import describe
 
     emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
-    out = writer(format, ["field", "value"], title=f"embscope info: {emb.source}")
+    out = writer(format, ["field", "value"], title=f"embscope info: {emb.name}")
     for field, value in describe(emb):
         out.write({"field": field, "value": value})
     out.close()

@@ -62,8 +62,9 @@ def neighbors(
 
     q = queries.resolve(emb, query, exact)
     _describe(emb, q)
+    answers = list(_answer(emb, index, [q], top, metric, include_query, cosmul))  # errors before output
     out = writer(format, ["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
-    for ids, scores in _answer(emb, index, [q], top, metric, include_query, cosmul):
+    for ids, scores in answers:
         for rank, (i, s) in enumerate(zip(ids, scores), 1):
             out.write({"rank": rank, "id": int(i), "token": token_label(emb, int(i)), "score": float(s)})
     out.close()
@@ -130,10 +131,14 @@ def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
             raise EmbscopeError(f"stdin line {n}: {e}") from None
     if not qs:
         raise EmbscopeError("no queries on stdin")
+    from embscope.display import escape
+
+    answers = list(_answer(emb, index, qs, top, metric, include_query, cosmul))  # errors before output
     out = writer(format, ["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
-    for q, (ids, scores) in zip(qs, _answer(emb, index, qs, top, metric, include_query, cosmul)):
+    for q, (ids, scores) in zip(qs, answers):
+        text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls
         for rank, (i, s) in enumerate(zip(ids, scores), 1):
-            out.write({"query": q.text, "rank": rank, "id": int(i), "token": token_label(emb, int(i)),
+            out.write({"query": text, "rank": rank, "id": int(i), "token": token_label(emb, int(i)),
                        "score": float(s)})
     out.close()
 
@@ -162,10 +167,13 @@ def _all(emb, index, top, metric, format, first, last):
     with _progress(last - first) as advance:
         for start in range(first, last, QUERY_CHUNK):
             stop = min(last, start + QUERY_CHUNK)
-            block = emb.wte.rows(start, stop)
-            exclude = [[i] for i in range(start, stop)]
+            rows = np.arange(start, stop)
+            if len(index.bad_rows()):  # NaN/Inf rows were reported; they get no neighbours either
+                rows = rows[~np.isin(rows, index.bad_rows())]
+            block = emb.wte.rows(start, stop) if len(rows) == stop - start else emb.wte.take(rows)
+            exclude = [[int(i)] for i in rows]
             for j, ids, vals in index.nearest(np.asarray(block), top, metric, exclude):
-                i = start + j
+                i = int(rows[j])
                 for rank, (n, s) in enumerate(zip(ids, vals), 1):
                     out.write({"id": i, "token": labels[i], "rank": rank, "neighbor_id": int(n),
                                "neighbor": labels[n], "score": float(s)})

@@ -61,7 +61,7 @@ def norms(
         k_near = bottom or (10 if centroid and not top else 0)
         ends = [("largest" if not centroid else "far", True, k_far), ("smallest" if not centroid else "near", False, k_near)]
         out = writer(fmt, ["end", "rank", "id", "token", what] + (["norm"] if centroid else []),
-                     title=f"{emb.source}: tokens by {what.replace('_', ' ')}")
+                     title=f"{emb.name}: tokens by {what.replace('_', ' ')}")
         for end, largest, k in ends:
             for rank, i in enumerate(nm.extremes(values, k, largest), 1):
                 row = {"end": end, "rank": rank, "id": int(i), "token": token_label(emb, int(i)), what: float(values[i])}
@@ -72,7 +72,7 @@ def norms(
         _picture(output, fmt, values, what, emb)
         return
 
-    out = writer(fmt, STAT_COLUMNS, title=f"{emb.source}: L2 norms")
+    out = writer(fmt, STAT_COLUMNS, title=f"{emb.name}: L2 norms")
     sets = [("token", token_norms)]
     if emb.vocab_rows > n:
         sets.append(("padding", nm.row_norms(emb.wte, n, emb.vocab_rows)))
@@ -97,7 +97,7 @@ def _picture(output, fmt, values, what, emb) -> None:
     if output:
         from embscope.render.png import save_histogram_png
 
-        save_histogram_png(finite, output, bins=60, title=f"{emb.source}: token {label}", x_label=label,
+        save_histogram_png(finite, output, bins=60, title=f"{emb.name}: token {label}", x_label=label,
                            markers=markers)
         note(f"wrote {output}")
     elif fmt == "table":

@@ -43,7 +43,7 @@ def positions(
     vectors = emb.position_rows(start, stop)[::step]  # (n, d)
     matrix = pos.similarity_matrix(vectors, metric)  # (n, n)
     value_label = "euclidean distance" if metric == "euclidean" else f"{metric} similarity"
-    title = f"{emb.source}: positions {start}..{stop - 1}" + (f" step {step}" if step > 1 else "")
+    title = f"{emb.name}: positions {start}..{stop - 1}" + (f" step {step}" if step > 1 else "")
 
     if by_offset:
         curve = pos.by_offset(matrix)

@@ -92,6 +92,19 @@ class _Refused(pickle.UnpicklingError):
     pass
 
 
+def _refuse(unpickler: pickle._Unpickler, module: str, name: str) -> _Refused:
+    """The refusal, naming what Python would run: protocol 0-2 pickles (torch.save writes 2) use
+    Python 2 names, which pickle maps (__builtin__.exec is builtins.exec)."""
+    if getattr(unpickler, "proto", 4) < 3:
+        import _compat_pickle
+
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+    return _Refused(f"{module}.{name}")
+
+
 _KEY_TYPES = (str, int, float, bool, type(None), bytes)
 
 
@@ -158,7 +171,7 @@ class TorchArchiveUnpickler(_CheckedUnpickler):
             return self._ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(STORAGE_DTYPES[name])
-        raise _Refused(f"{module}.{name}")
+        raise _refuse(self, module, name)
 
     def persistent_load(self, pid):
         if (
@@ -177,7 +190,7 @@ class PlainDataUnpickler(_CheckedUnpickler):
     """Accepts only what pickles of dicts, lists, tuples, strings and numbers contain."""
 
     def find_class(self, module: str, name: str):
-        raise _Refused(f"{module}.{name}")
+        raise _refuse(self, module, name)
 
     def persistent_load(self, pid):
         raise pickle.UnpicklingError("unsupported persistent id")

@@ -8,12 +8,11 @@ moved onto the target with os.replace, so a failure never leaves a partial PNG b
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from embscope.errors import EmbscopeError, missing_extra
+from embscope.errors import missing_extra
 
 DPI = 120
 NAN_COLOR = "#e41a1c"  # red, as in the terminal heatmap (not on the viridis path)
@@ -31,40 +30,12 @@ def _new_figure(figsize: tuple[float, float]):
     return fig
 
 
-def _file_mode() -> int:
-    """0o666 minus the process umask (read without changing it, where the OS allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o644
-
-
 def _save_atomic(fig, path: str | os.PathLike) -> Path:
-    target = Path(path)
-    directory = target.parent
-    if not directory.is_dir():
-        raise EmbscopeError(f"Cannot write {target}: directory {directory} does not exist")
-    if target.is_dir():
-        raise EmbscopeError(f"Cannot write {target}: it is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise EmbscopeError(f"Cannot write {target}: {exc.strerror or exc}") from exc
-        raise
-    return target
+    """The figure as a PNG at `path`, whole or not at all (embscope.output.atomic_write)."""
+    from embscope.output import atomic_write
+
+    atomic_write(str(path), lambda f: fig.savefig(f, format="png", dpi=DPI))
+    return Path(path)
 
 
 def _evenly_spaced(labels: np.ndarray) -> float | None:

@@ -34,6 +34,8 @@ def resolve_format(fmt: str | None, stream: IO | None = None) -> str:
 
 
 def text_value(v: Any) -> str:
+    if type(v) is str:
+        return v
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
             return str(v)
@@ -99,14 +101,21 @@ class RecordWriter:
             self._csv.writerow(columns)
 
     def write(self, row: dict) -> None:
-        if self.fmt == "tsv":
-            self.stream.write("\t".join(text_value(row.get(c)) for c in self.columns) + "\n")
-        elif self.fmt == "csv":
-            self._csv.writerow([text_value(row.get(c)) for c in self.columns])
-        elif self.fmt == "jsonl":
-            self.stream.write(json_text({c: json_value(row.get(c)) for c in self.columns}) + "\n")
-        else:
+        if self.fmt in ("table", "json"):
             self._rows.append(row)
+        else:
+            self.write_values([row.get(c) for c in self.columns])
+
+    def write_values(self, values) -> None:
+        """One row given as values in column order (no dict: the fast path for big outputs)."""
+        if self.fmt == "tsv":
+            self.stream.write("\t".join(map(text_value, values)) + "\n")
+        elif self.fmt == "csv":
+            self._csv.writerow(list(map(text_value, values)))
+        elif self.fmt == "jsonl":
+            self.stream.write(json_text({c: json_value(v) for c, v in zip(self.columns, values)}) + "\n")
+        else:
+            self._rows.append(dict(zip(self.columns, values)))
 
     def close(self) -> None:
         if self.fmt == "json":

@@ -44,8 +44,9 @@ def row_norms(matrix: Matrix, start: int, stop: int) -> np.ndarray:
     step = matrix.block_rows()
     for a in range(start, stop, step):
         b = min(stop, a + step)
-        block = matrix.rows(a, b).astype(np.float64)
-        out[a - start:b - start] = np.sqrt(np.einsum("ij,ij->i", block, block))
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN (even signalling) / Inf rows
+            block = matrix.rows(a, b).astype(np.float64)
+            out[a - start:b - start] = np.sqrt(np.einsum("ij,ij->i", block, block))
     return out
 
 
@@ -56,14 +57,16 @@ def centroid_distances(matrix: Matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
     count = 0
     step = matrix.block_rows()
     for a in range(0, n, step):
-        block = matrix.rows(a, min(n, a + step)).astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            block = matrix.rows(a, min(n, a + step)).astype(np.float64)
         ok = np.isfinite(block).all(axis=1)
         total += block[ok].sum(axis=0)
         count += int(ok.sum())
     centroid = total / max(count, 1)
     out = np.empty(n, dtype=np.float64)
     for a in range(0, n, step):
-        block = matrix.rows(a, min(n, a + step)).astype(np.float64) - centroid
+        with np.errstate(invalid="ignore", over="ignore"):
+            block = matrix.rows(a, min(n, a + step)).astype(np.float64) - centroid
         out[a:a + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
     return out, centroid
 

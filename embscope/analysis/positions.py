@@ -29,8 +29,8 @@ def parse_range(text: str | None, n_positions: int, option: str = "--range") -> 
 
 def similarity_matrix(vectors: np.ndarray, metric: str) -> np.ndarray:
     """(n, n) pairwise similarity of rows: cosine, dot, or euclidean distance."""
-    v = vectors.astype(np.float64)  # (n, d); small (n <= a few thousand), so exactness is cheap
     with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows give NaN cells, shown as such
+        v = vectors.astype(np.float64)  # (n, d); small (n <= a few thousand), so exactness is cheap
         return _similarity(v, metric)
 
 

@@ -12,6 +12,7 @@ from embscope.io.matrix import Matrix
 
 METRICS = ("cosine", "dot", "euclidean")
 QUERY_CHUNK = 512  # queries scored at once: (512, V) float32 scores
+DENSE_BUDGET = 1 << 30  # prepare(): largest float32 copy of the matrix made for many queries
 
 
 def check_metric(metric: str) -> str:
@@ -35,6 +36,24 @@ class Index:
     _norms: np.ndarray | None = field(default=None, repr=False)
     _inverse: np.ndarray | None = field(default=None, repr=False)
     _bad: np.ndarray | None = field(default=None, repr=False)
+    _dense: tuple[str, np.ndarray] | None = field(default=None, repr=False)  # (metric, (n, d))
+
+    def prepare(self, metric: str) -> None:
+        """Before many queries: keep the rows as one float32 array (unit rows for cosine), so
+        each chunk of queries is one matrix product with no conversion or scaling pass. Skipped
+        when that copy would exceed DENSE_BUDGET; scoring then stays block by block."""
+        if self.n * self.matrix.shape[1] * 4 > DENSE_BUDGET or self._dense and self._dense[0] == metric:
+            return
+        if metric == "cosine":
+            dense = np.empty((self.n, self.matrix.shape[1]), dtype=np.float32)
+            inverse = self.inverse_norms
+            for start, block in self._blocks():
+                np.multiply(block, inverse[start:start + len(block), None], out=dense[start:start + len(block)])
+        elif self.matrix.dtype == "F32":
+            return  # already float32 rows, memory-mapped
+        else:
+            dense = self.matrix.rows(0, self.n)
+        self._dense = (metric, dense)
 
     @property
     def norms(self) -> np.ndarray:
@@ -75,20 +94,23 @@ class Index:
         if metric == "cosine":
             q = unit(q)
         out = np.empty((len(q), self.n), dtype=np.float32)
-        if self.matrix.dtype == "F32":  # memory-mapped rows: one product, no copy
-            np.matmul(q, self.matrix.raw[: self.n].T, out=out)
-        else:  # convert block by block; fill the norm cache in the same pass
-            fill = self._norms is None
-            norms = np.empty(self.n, dtype=np.float32) if fill else None
-            for start, block in self._blocks():
-                with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in a NaN/Inf row
+        unit_rows = False
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, ranked last
+            if self._dense is not None and self._dense[0] == metric:  # prepare()d
+                np.matmul(q, self._dense[1].T, out=out)
+                unit_rows = metric == "cosine"
+            elif self.matrix.dtype == "F32":  # memory-mapped rows: one product, no copy
+                np.matmul(q, self.matrix.raw[: self.n].T, out=out)
+            else:  # convert block by block; fill the norm cache in the same pass
+                fill = self._norms is None
+                norms = np.empty(self.n, dtype=np.float32) if fill else None
+                for start, block in self._blocks():
                     out[:, start:start + len(block)] = q @ block.T
+                    if fill:
+                        norms[start:start + len(block)] = _row_norms(block)
                 if fill:
-                    norms[start:start + len(block)] = _row_norms(block)
-            if fill:
-                self._norms = norms
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, then ranked last
-            if metric == "cosine":
+                    self._norms = norms
+            if metric == "cosine" and not unit_rows:
                 out *= self.inverse_norms
             elif metric == "euclidean":
                 sq = np.einsum("ij,ij->i", queries, queries)[:, None] + self.norms**2 - 2 * out

@@ -89,7 +89,7 @@ def _answer(emb, index, qs, top, metric, include_query, cosmul):
     import numpy as np
 
     from embscope import queries
-    from embscope.analysis.similarity import analogy_vector, cosmul_scores
+    from embscope.analysis.similarity import QUERY_CHUNK, analogy_vector, cosmul_scores
     from embscope.analysis.topk import topk_rows
 
     vectors, exclude, results = [], [], {}
@@ -112,6 +112,8 @@ def _answer(emb, index, qs, top, metric, include_query, cosmul):
             exclude.append(skip)
     if vectors:
         matrix = np.stack([v for _, v in vectors])
+        if len(matrix) > QUERY_CHUNK:  # several matrix products: convert / normalise rows once
+            index.prepare(metric)
         for j, ids, vals in index.nearest(matrix, top, metric, exclude):
             results[vectors[j][0]] = (ids, vals)
     for n in range(len(qs)):
@@ -137,9 +139,8 @@ def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
     out = writer(format, ["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
     for q, (ids, scores) in zip(qs, answers):
         text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls
-        for rank, (i, s) in enumerate(zip(ids, scores), 1):
-            out.write({"query": text, "rank": rank, "id": int(i), "token": token_label(emb, int(i)),
-                       "score": float(s)})
+        for rank, (i, s) in enumerate(zip(ids.tolist(), scores.tolist()), 1):
+            out.write_values((text, rank, i, token_label(emb, i), s))
     out.close()
 
 
@@ -164,6 +165,8 @@ def _all(emb, index, top, metric, format, first, last):
 
     out = writer(format, ["id", "token", "rank", "neighbor_id", "neighbor", "score"])
     labels = [token_label(emb, i) for i in range(emb.n_tokens)]
+    if last - first > QUERY_CHUNK:
+        index.prepare(metric)
     with _progress(last - first) as advance:
         for start in range(first, last, QUERY_CHUNK):
             stop = min(last, start + QUERY_CHUNK)
@@ -174,9 +177,8 @@ def _all(emb, index, top, metric, format, first, last):
             exclude = [[int(i)] for i in rows]
             for j, ids, vals in index.nearest(np.asarray(block), top, metric, exclude):
                 i = int(rows[j])
-                for rank, (n, s) in enumerate(zip(ids, vals), 1):
-                    out.write({"id": i, "token": labels[i], "rank": rank, "neighbor_id": int(n),
-                               "neighbor": labels[n], "score": float(s)})
+                for rank, (n, s) in enumerate(zip(ids.tolist(), vals.tolist()), 1):
+                    out.write_values((i, labels[i], rank, n, labels[n], s))
             advance(stop - start)
     out.close()
 

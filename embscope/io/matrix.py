@@ -68,5 +68,5 @@ class Matrix:
             return raw if raw.dtype == np.float32 else raw.astype(np.float32)
         if self.dtype == "BF16":
             return bf16_to_float32(raw)
-        with np.errstate(over="ignore"):  # F64 beyond float32's range becomes inf: a reported Inf row
+        with np.errstate(over="ignore", invalid="ignore"):  # F64 beyond float32: inf; signalling NaN
             return raw.astype(np.float32)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
@@ -21,13 +24,46 @@ FormatOpt = Annotated[Optional[str], typer.Option(
     help="table, tsv, csv, json or jsonl. Default: table on a terminal, tsv otherwise.")]
 
 
-def load_model(model, wte_key, wpe_key, tokenizer, meta):
-    from embscope import model as model_
+MODEL_OPTIONS = [("model", ModelOpt), ("wte_key", WteKeyOpt), ("wpe_key", WpeKeyOpt),
+                 ("tokenizer", TokenizerOpt), ("meta", MetaOpt)]
 
-    emb = model_.load(model, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta)
-    debug(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
-          f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
-    return emb
+
+@dataclass
+class ModelSource:
+    """What the model options said: which model, and how to read it."""
+
+    model: str | None = None
+    wte_key: str | None = None
+    wpe_key: str | None = None
+    tokenizer: str | None = None
+    meta: str | None = None
+
+    def load(self):
+        from embscope import model as model_
+
+        emb = model_.load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key,
+                          tokenizer=self.tokenizer, meta=self.meta)
+        debug(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
+              f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
+        return emb
+
+
+def model_command(command):
+    """Give `command` the options every command shares (-m, --wte-key, --wpe-key, --tokenizer,
+    --meta), passed to it as one `source: ModelSource` argument."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "source"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+              for name, annotation in MODEL_OPTIONS]
+
+    @functools.wraps(command)
+    def with_source(**kwargs):
+        source = ModelSource(**{name: kwargs.pop(name) for name, _ in MODEL_OPTIONS})
+        return command(source=source, **kwargs)
+
+    parameters = own + shared
+    with_source.__signature__ = inspect.Signature(parameters)
+    with_source.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_source
 
 
 def writer(fmt, columns, title=None):

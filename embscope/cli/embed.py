@@ -6,24 +6,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import (FormatOpt, MetaOpt, ModelOpt, OutputOpt, TokenizerOpt, WpeKeyOpt,
-                                 WteKeyOpt, load_model, note, output_kind, save_npy, token_label, writer)
+from embscope.cli.common import (
+    FormatOpt, ModelSource, OutputOpt, model_command, note, output_kind, save_npy, token_label,
+    writer,
+)
 
 PREVIEW = 4  # values shown per vector in the table
 
 
+@model_command
 def embed(
+    source: ModelSource,
     text: Annotated[str, typer.Argument(help="The text; '-' reads one text per line from stdin.")],
     component: Annotated[str, typer.Option("--component", help="token, position or sum.")] = "sum",
     pool: Annotated[str, typer.Option("--pool", help="none, mean or last.")] = "none",
     bos: Annotated[bool, typer.Option("--bos", help="Prepend the model's BOS token.")] = False,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut text longer than the model's positions.")] = False,
     output: OutputOpt = None,
-    model: ModelOpt = None,
-    wte_key: WteKeyOpt = None,
-    wpe_key: WpeKeyOpt = None,
-    tokenizer: TokenizerOpt = None,
-    meta: MetaOpt = None,
     format: FormatOpt = None,
 ):
     """Token embedding + position embedding for each token of TEXT, as the model computes it."""
@@ -55,7 +54,7 @@ def embed(
         texts = [check_text(text)]
     if output and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
-    emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
+    emb = source.load()
     if emb.tokenizer is None:
         raise EmbscopeError(f"{emb.name}: this model has no tokenizer, so text cannot be embedded (give --tokenizer)")
     bos_id = _bos_id(emb) if bos else None

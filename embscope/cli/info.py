@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from embscope.cli.common import FormatOpt, MetaOpt, ModelOpt, TokenizerOpt, WpeKeyOpt, WteKeyOpt, load_model, writer
+from embscope.cli.common import FormatOpt, ModelSource, model_command, writer
 
 
+@model_command
 def info(
-    model: ModelOpt = None,
-    wte_key: WteKeyOpt = None,
-    wpe_key: WpeKeyOpt = None,
-    tokenizer: TokenizerOpt = None,
-    meta: MetaOpt = None,
+    source: ModelSource,
     format: FormatOpt = None,
 ):
     """Model source and format, tensors used, sizes, dtype, tokenizer, bytes read."""
     from embscope.summary import describe
 
-    emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
+    emb = source.load()
     out = writer(format, ["field", "value"], title=f"embscope info: {emb.name}")
     for field, value in describe(emb):
         out.write({"field": field, "value": value})

@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import (FormatOpt, MetaOpt, ModelOpt, TokenizerOpt, WpeKeyOpt, WteKeyOpt,
-                                 load_model, note, token_label, writer)
+from embscope.cli.common import FormatOpt, ModelSource, model_command, note, token_label, writer
 
 
+@model_command
 def neighbors(
+    source: ModelSource,
     query: Annotated[Optional[list[str]], typer.Argument(
         metavar="QUERY...", help="Word, '#id', or arithmetic: king - man + woman. '-' reads one query per line from stdin.",
         show_default=False)] = None,
@@ -22,11 +23,6 @@ def neighbors(
     cosmul: Annotated[bool, typer.Option("--cosmul", help="3CosMul instead of 3CosAdd for arithmetic (cosine only).")] = False,
     all_tokens: Annotated[bool, typer.Option("--all", help="The k-NN graph of the whole vocabulary, streamed.")] = False,
     rows: Annotated[Optional[str], typer.Option("--rows", metavar="A:B", help="With --all: only tokens A..B-1 (split the graph across runs).")] = None,
-    model: ModelOpt = None,
-    wte_key: WteKeyOpt = None,
-    wpe_key: WpeKeyOpt = None,
-    tokenizer: TokenizerOpt = None,
-    meta: MetaOpt = None,
     format: FormatOpt = None,
 ):
     """Nearest tokens to a query in the token embedding space."""
@@ -44,7 +40,7 @@ def neighbors(
         raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
-    emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
+    emb = source.load()
     if top > emb.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {emb.n_tokens} tokens")
     from embscope.analysis.similarity import Index

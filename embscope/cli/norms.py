@@ -6,24 +6,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import (FormatOpt, MetaOpt, ModelOpt, OutputOpt, TokenizerOpt, WpeKeyOpt,
-                                 WteKeyOpt, load_model, note, output_kind, picture_console, token_label,
-                                 writer)
+from embscope.cli.common import (
+    FormatOpt, ModelSource, OutputOpt, model_command, note, output_kind, picture_console,
+    token_label, writer,
+)
 
 STAT_COLUMNS = ["rows", "count", "mean", "std", "min", "p1", "p50", "p99", "max", "nonfinite"]
 
 
+@model_command
 def norms(
+    source: ModelSource,
     top: Annotated[Optional[int], typer.Option("--top", help="List the N tokens with the largest norms.")] = None,
     bottom: Annotated[Optional[int], typer.Option("--bottom", help="List the N tokens with the smallest norms.")] = None,
     centroid: Annotated[bool, typer.Option("--centroid", help="Distance from the mean token embedding: both ends (glitch-token candidates).")] = False,
     all_rows: Annotated[bool, typer.Option("--all", help="One row per token: id, token, norm, centroid distance.")] = False,
     output: OutputOpt = None,
-    model: ModelOpt = None,
-    wte_key: WteKeyOpt = None,
-    wpe_key: WpeKeyOpt = None,
-    tokenizer: TokenizerOpt = None,
-    meta: MetaOpt = None,
     format: FormatOpt = None,
 ):
     """Norm statistics of token and position embeddings; outliers; glitch-token candidates."""
@@ -39,7 +37,7 @@ def norms(
     if output:
         output_kind(output, ("png",))
     fmt = resolve_format(format)
-    emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
+    emb = source.load()
     n = emb.n_tokens
     token_norms = nm.row_norms(emb.wte, 0, n)  # (n,)
     bad = np.flatnonzero(~np.isfinite(token_norms))

@@ -6,23 +6,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import (FormatOpt, MetaOpt, ModelOpt, OutputOpt, TokenizerOpt, WpeKeyOpt,
-                                 WteKeyOpt, load_model, note, output_kind, picture_console, save_npy,
-                                 writer)
+from embscope.cli.common import (
+    FormatOpt, ModelSource, OutputOpt, model_command, note, output_kind, picture_console, save_npy,
+    writer,
+)
 
 
+@model_command
 def positions(
+    source: ModelSource,
     metric: Annotated[str, typer.Option("--metric", help="cosine, dot or euclidean (distance).")] = "cosine",
     range_: Annotated[Optional[str], typer.Option("--range", metavar="A:B", help="Positions A..B-1 (default: all).")] = None,
     step: Annotated[int, typer.Option("--step", help="Every S-th position.")] = 1,
     heatmap: Annotated[bool, typer.Option("--heatmap", help="Draw the matrix as a terminal heatmap (or -o FILE.png).")] = False,
     by_offset: Annotated[bool, typer.Option("--by-offset", help="Mean similarity as a function of |i - j|.")] = False,
     output: OutputOpt = None,
-    model: ModelOpt = None,
-    wte_key: WteKeyOpt = None,
-    wpe_key: WpeKeyOpt = None,
-    tokenizer: TokenizerOpt = None,
-    meta: MetaOpt = None,
     format: FormatOpt = None,
 ):
     """Position-position similarity matrix of wpe: as data, a heatmap, or by offset."""
@@ -36,7 +34,7 @@ def positions(
         raise UsageError(f"--step must be at least 1 (got {step})")
     kind = output_kind(output, ("npy", "png")) if output else None
     fmt = resolve_format(format)
-    emb = load_model(model, wte_key, wpe_key, tokenizer, meta)
+    emb = source.load()
     emb.require_positions()
     start, stop = pos.parse_range(range_, emb.n_positions)
     labels = list(range(start, stop, step))

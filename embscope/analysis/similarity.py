@@ -11,6 +11,7 @@ from embscope.errors import EmbscopeError, UsageError
 from embscope.io.matrix import Matrix
 
 METRICS = ("cosine", "dot", "euclidean")
+FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
 QUERY_CHUNK = 512  # queries scored at once: (512, V) float32 scores
 DENSE_BUDGET = 1 << 30  # prepare(): largest float32 copy of the matrix made for many queries
 
@@ -23,7 +24,11 @@ def check_metric(metric: str) -> str:
 
 def unit(v: np.ndarray) -> np.ndarray:
     """Rows of `v` scaled to length 1 (zero rows stay zero)."""
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        n = np.linalg.norm(v, axis=-1, keepdims=True)
+    if np.isposinf(n).any():  # float32 squares past ~1e19 overflow: that would scale to zero
+        n = np.linalg.norm(np.asarray(v, dtype=np.float64), axis=-1, keepdims=True)
+        return (v / np.where(n == 0, 1, n)).astype(np.result_type(v, np.float32))
     return v / np.where(n == 0, 1, n)
 
 
@@ -48,7 +53,8 @@ class Index:
             dense = np.empty((self.n, self.matrix.shape[1]), dtype=np.float32)
             inverse = self.inverse_norms
             for start, block in self._blocks():
-                np.multiply(block, inverse[start:start + len(block), None], out=dense[start:start + len(block)])
+                with np.errstate(invalid="ignore"):  # Inf rows (inverse norm 0): NaN, never ranked
+                    np.multiply(block, inverse[start:start + len(block), None], out=dense[start:start + len(block)])
         elif self.matrix.dtype == "F32":
             return  # already float32 rows, memory-mapped
         else:
@@ -93,6 +99,8 @@ class Index:
             raise EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")
         if metric == "cosine":
             q = unit(q)
+        else:
+            self._check_range(q, metric)
         out = np.empty((len(q), self.n), dtype=np.float32)
         unit_rows = False
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, ranked last
@@ -121,6 +129,19 @@ class Index:
             out[:, bad] = -np.inf  # rows holding NaN or Inf never rank
         return out
 
+    def _check_range(self, q: np.ndarray, metric: str) -> None:
+        """Dot and euclidean scores are float32: vectors so long that a score overflows would
+        silently drop out of the ranking, so they are refused. (Cosine scales by the norms
+        first and is safe.)"""
+        norms = self.norms
+        finite = norms[np.isfinite(norms)]
+        longest = float(finite.max()) if finite.size else 0.0
+        q_longest = float(np.linalg.norm(q.astype(np.float64), axis=1).max()) if len(q) else 0.0
+        bound = q_longest * longest if metric == "dot" else (q_longest + longest) ** 2
+        if bound > FLOAT32_SAFE:
+            raise EmbscopeError(f"--metric {metric}: vectors this long (norms up to"
+                                f" {max(longest, q_longest):.3g}) overflow float32 scores; use --metric cosine")
+
     def nearest(self, queries: np.ndarray, k: int, metric: str, exclude: list[list[int]] | None = None):
         """Top-k per query: yields (query index, ids (k,), scores (k,)) in query order.
 
@@ -140,7 +161,13 @@ class Index:
 
 
 def _row_norms(block: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.einsum("ij,ij->i", block, block))
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))  # (rows,) float32
+    over = np.flatnonzero(np.isposinf(norms))
+    if len(over):  # squares past float32's range (values > ~1e19): not an Inf row unless it is one
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms[over] = np.linalg.norm(block[over].astype(np.float64), axis=1)
+    return norms
 
 
 def analogy_vector(index: Index, positive: list[np.ndarray], negative: list[np.ndarray], metric: str) -> np.ndarray:

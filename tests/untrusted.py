@@ -1,0 +1,231 @@
+"""Files from strangers, for the hostile-input tests: small real checkpoints (written by
+safetensors' `save_file` and `torch.save`) and the ways to spoil them.
+
+Corrupt files are made by editing real files (their header JSON, bytes or zip entries), never by
+writing a format from scratch; only the pickles that use tricks `pickle.dumps` cannot produce are
+assembled from opcodes (`Pickle` below).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+GPT2_VOCAB = 50257
+DIM = 16
+N_POS = 64
+
+
+# --- safetensors ---------------------------------------------------------------------------
+
+SIGNALLING_NAN = 0x7F800001  # float32 bits: a NaN that raises "invalid" when converted
+
+
+def gpt2_tensors(vocab: int = GPT2_VOCAB, seed: int = 0, nan_rows=(), inf_rows=(), snan_rows=(),
+                 wpe_snan_rows=()) -> dict[str, np.ndarray]:
+    """GPT-2 tensor names (wte, wpe) plus a few odd tensors to point --wte-key/--wpe-key at."""
+    rng = np.random.default_rng(seed)
+    wte = rng.standard_normal((vocab, DIM)).astype(np.float32)  # (V, d)
+    wte[list(nan_rows), 3] = np.nan
+    wte[list(inf_rows), 5] = np.inf
+    wte.view(np.uint32)[list(snan_rows), 1] = SIGNALLING_NAN
+    wpe = rng.standard_normal((N_POS, DIM)).astype(np.float32)  # (P, d)
+    wpe.view(np.uint32)[list(wpe_snan_rows), 2] = SIGNALLING_NAN
+    return {
+        "transformer.wte.weight": wte,
+        "transformer.wpe.weight": wpe,
+        "vec": rng.standard_normal(DIM).astype(np.float32),  # (d,)
+        "cube": rng.standard_normal((3, 5, 7)).astype(np.float32),
+        "narrow": rng.standard_normal((N_POS, 8)).astype(np.float32),  # (P, 8)
+    }
+
+
+def save_gpt2_safetensors(directory, **kw) -> dict[str, np.ndarray]:
+    """A GPT-2-shaped model directory: model.safetensors + config.json, no tokenizer files (a
+    50257-row gpt2-family model gets embscope's bundled GPT-2 tokenizer)."""
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = gpt2_tensors(**kw)
+    save_file(tensors, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    return tensors
+
+
+def header(path) -> tuple[dict, bytes]:
+    """(header JSON, data buffer) of a safetensors file."""
+    raw = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def with_header(hdr: dict, data: bytes) -> bytes:
+    """A safetensors file with header `hdr` (its length prefix recomputed) over `data`."""
+    raw = json.dumps(hdr, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def edit_header(src, dst, edit) -> Path:
+    """Copy safetensors file `src` to `dst`, with `edit(header_dict)` applied to its header."""
+    hdr, data = header(src)
+    edit(hdr)
+    Path(dst).write_bytes(with_header(hdr, data))
+    return Path(dst)
+
+
+def tensor_span(path, name: str) -> tuple[int, int]:
+    """Where tensor `name`'s bytes lie in the file: [start, end)."""
+    raw = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    hdr = json.loads(raw[8:8 + n])
+    a, b = hdr[name]["data_offsets"]
+    return 8 + n + a, 8 + n + b
+
+
+# --- torch zip archives --------------------------------------------------------------------
+
+def zip_entries(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def replace_entry(src, dst, suffix: str, data: bytes) -> Path:
+    """Copy the torch zip `src` to `dst` with the entry ending in `suffix` (e.g. "/data.pkl")
+    replaced by `data`. Every entry is stored uncompressed, as torch writes them."""
+    entries = zip_entries(src)
+    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, content in entries.items():
+            z.writestr(name, data if name.endswith(suffix) else content)
+    return Path(dst)
+
+
+def entry_spans(path) -> dict[str, tuple[int, int]]:
+    """Byte range [start, end) of each stored entry's contents in a zip file."""
+    spans = {}
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+        for info in z.infolist():
+            f.seek(info.header_offset)
+            head = f.read(30)
+            name_len, extra_len = struct.unpack("<2H", head[26:30])
+            start = info.header_offset + 30 + name_len + extra_len
+            spans[info.filename] = (start, start + info.file_size)
+    return spans
+
+
+def small_state(vocab: int = 65, n_pos: int = 32, dim: int = 8, seed: int = 0):
+    """A state dict with nanoGPT's tensor names, as torch tensors."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "transformer.wte.weight": torch.randn(vocab, dim, generator=g),
+        "transformer.wpe.weight": torch.randn(n_pos, dim, generator=g),
+        "transformer.ln_f.weight": torch.ones(dim),
+    }
+
+
+def save_nanogpt_ckpt(path, state=None, **extra) -> dict:
+    """torch.save of a dict shaped like nanoGPT's train.py checkpoint (without optimizer state,
+    to keep it small): model, model_args, iter_num, best_val_loss (a 0-d tensor), config."""
+    import torch
+
+    state = small_state() if state is None else state
+    wte = state["transformer.wte.weight"]
+    ckpt = {
+        "model": state,
+        "model_args": dict(n_layer=1, n_head=2, n_embd=wte.shape[1], block_size=32, bias=False,
+                           vocab_size=wte.shape[0], dropout=0.0),
+        "iter_num": 250,
+        "best_val_loss": torch.tensor(1.5),
+        "config": {"dataset": "shakespeare_char"},
+        **extra,
+    }
+    torch.save(ckpt, path)
+    return ckpt
+
+
+# --- pickles that run code -----------------------------------------------------------------
+
+class Reduce:
+    """An object whose __reduce__ is (func, args): what a hostile checkpoint embeds."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def global_name(obj) -> str:
+    """'module.name' as pickle writes `obj` (os.system is posix.system on Linux)."""
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+class Pickle:
+    """Pickle opcodes, assembled by hand for the tricks pickle.dumps never writes."""
+
+    def __init__(self, protocol: int = 4):
+        self.out = bytearray(pickle.PROTO + bytes([protocol]))
+
+    def op(self, code: bytes, arg: bytes = b"") -> Pickle:
+        self.out += code + arg
+        return self
+
+    def str(self, s: str) -> Pickle:
+        raw = s.encode("utf-8", "surrogatepass")
+        return self.op(pickle.BINUNICODE, struct.pack("<I", len(raw)) + raw)
+
+    def int(self, n: int) -> Pickle:
+        return self.op(pickle.BININT, struct.pack("<i", n))
+
+    def stack_global(self, module: str, name: str) -> Pickle:
+        return self.str(module).str(name).op(pickle.STACK_GLOBAL)
+
+    def global_(self, module: str, name: str) -> Pickle:
+        return self.op(pickle.GLOBAL, f"{module}\n{name}\n".encode())
+
+    def tuple(self, *items) -> Pickle:
+        self.op(pickle.MARK)
+        for item in items:
+            item(self)
+        return self.op(pickle.TUPLE)
+
+    def get(self, i: int) -> Pickle:
+        return self.op(pickle.BINGET, bytes([i]))
+
+    def bytes(self) -> bytes:
+        return bytes(self.out + pickle.STOP)
+
+
+def hash_bomb(depth: int = 60) -> bytes:
+    """{t: 1} where t = (t', t'), t' = (t'', t''), ... `depth` levels through the memo: 200
+    bytes whose one dict key takes 2**depth steps to hash."""
+    p = Pickle().op(pickle.EMPTY_DICT).op(pickle.EMPTY_TUPLE).op(pickle.MEMOIZE).op(pickle.POP)
+    for i in range(depth):
+        p.get(i).get(i).op(pickle.TUPLE2).op(pickle.MEMOIZE).op(pickle.POP)
+    return p.get(depth).int(1).op(pickle.SETITEM).bytes()
+
+
+def list_bomb(depth: int = 60) -> list:
+    """l = [l', l'], l' = [l'', l''], ...: pickles (through the memo) to a few hundred bytes, but
+    printing it takes 2**depth steps."""
+    x: list = []
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+def write_json(path, obj) -> Path:
+    Path(path).write_text(json.dumps(obj))
+    return Path(path)
+
+
+def listing(directory) -> list[str]:
+    return sorted(os.listdir(directory))

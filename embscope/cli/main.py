@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     ClickException, ClickUsageError, NoArgsIsHelpError = _click_exceptions()  # noqa: N806
     argv = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
+    # NaN/Inf rows are found and reported by the commands themselves; numpy's own
+    # RuntimeWarnings about them would only add noise (and raw text) to stderr.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"embscope\.")
 
     def fail(message: str, status: int):
         sys.stderr.write(f"embscope: error: {sanitize(message)}\n")

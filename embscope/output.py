@@ -34,8 +34,11 @@ def resolve_format(fmt: str | None, stream: IO | None = None) -> str:
 
 
 def text_value(v: Any) -> str:
-    if type(v) is str:
+    kind = type(v)
+    if kind is str:
         return v
+    if kind is int:
+        return str(v)
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
             return str(v)
@@ -105,6 +108,14 @@ class RecordWriter:
             self._rows.append(row)
         else:
             self.write_values([row.get(c) for c in self.columns])
+
+    def write_rows(self, rows) -> None:
+        """Many rows of values in column order; TSV ones go out in one write."""
+        if self.fmt == "tsv":
+            self.stream.write("".join(["\t".join(map(text_value, r)) + "\n" for r in rows]))
+        else:
+            for r in rows:
+                self.write_values(r)
 
     def write_values(self, values) -> None:
         """One row given as values in column order (no dict: the fast path for big outputs)."""

@@ -42,6 +42,7 @@ class Index:
     _inverse: np.ndarray | None = field(default=None, repr=False)
     _bad: np.ndarray | None = field(default=None, repr=False)
     _dense: tuple[str, np.ndarray] | None = field(default=None, repr=False)  # (metric, (n, d))
+    _scratch: np.ndarray | None = field(default=None, repr=False)  # score buffer, reused
 
     def prepare(self, metric: str) -> None:
         """Before many queries: keep the rows as one float32 array (unit rows for cosine), so
@@ -101,7 +102,7 @@ class Index:
             q = unit(q)
         else:
             self._check_range(q, metric)
-        out = np.empty((len(q), self.n), dtype=np.float32)
+        out = self._score_buffer(len(q))
         unit_rows = False
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, ranked last
             if self._dense is not None and self._dense[0] == metric:  # prepare()d
@@ -141,6 +142,13 @@ class Index:
         if bound > FLOAT32_SAFE:
             raise EmbscopeError(f"--metric {metric}: vectors this long (norms up to"
                                 f" {max(longest, q_longest):.3g}) overflow float32 scores; use --metric cosine")
+
+    def _score_buffer(self, rows: int) -> np.ndarray:
+        """(rows, n) float32 scores. Chunks of queries reuse one buffer: a fresh 100 MB array
+        per chunk costs its page faults every time. Valid until the next call."""
+        if self._scratch is None or self._scratch.shape[0] < rows:
+            self._scratch = np.empty((max(rows, QUERY_CHUNK if rows > 1 else 1), self.n), dtype=np.float32)
+        return self._scratch[:rows]
 
     def nearest(self, queries: np.ndarray, k: int, metric: str, exclude: list[list[int]] | None = None):
         """Top-k per query: yields (query index, ids (k,), scores (k,)) in query order.

@@ -88,10 +88,11 @@ def token_label(emb, token_id: int) -> str:
 
 
 def note(message: str) -> None:
-    """People-talk: to stderr, never stdout."""
+    """People-talk: to stderr, never stdout. Control characters from queries are escaped."""
+    from embscope.display import sanitize
     from embscope.output import stderr_console
 
-    stderr_console().print(message, markup=False, highlight=False)
+    stderr_console().print(sanitize(message), markup=False, highlight=False)
 
 
 DEBUG = {"on": False}

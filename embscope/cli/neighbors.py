@@ -166,15 +166,17 @@ def _all(emb, index, top, metric, format, first, last):
     with _progress(last - first) as advance:
         for start in range(first, last, QUERY_CHUNK):
             stop = min(last, start + QUERY_CHUNK)
-            rows = np.arange(start, stop)
+            queries = np.arange(start, stop)
             if len(index.bad_rows()):  # NaN/Inf rows were reported; they get no neighbours either
-                rows = rows[~np.isin(rows, index.bad_rows())]
-            block = emb.wte.rows(start, stop) if len(rows) == stop - start else emb.wte.take(rows)
-            exclude = [[int(i)] for i in rows]
+                queries = queries[~np.isin(queries, index.bad_rows())]
+            block = emb.wte.rows(start, stop) if len(queries) == stop - start else emb.wte.take(queries)
+            exclude = [[int(i)] for i in queries]
+            rows = []
             for j, ids, vals in index.nearest(np.asarray(block), top, metric, exclude):
-                i = int(rows[j])
-                for rank, (n, s) in enumerate(zip(ids.tolist(), vals.tolist()), 1):
-                    out.write_values((i, labels[i], rank, n, labels[n], s))
+                i = int(queries[j])
+                rows += [(i, labels[i], rank, n, labels[n], s)
+                         for rank, (n, s) in enumerate(zip(ids.tolist(), vals.tolist()), 1)]
+            out.write_rows(rows)
             advance(stop - start)
     out.close()
 

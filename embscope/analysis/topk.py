@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK = 64  # columns per block in the block-max prefilter
+BLOCK = 128  # columns per block in the block-max prefilter (128: fastest of 64/128/256 measured)
 
 
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

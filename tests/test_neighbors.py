@@ -147,3 +147,22 @@ def test_nan_rows_reported_and_left_out(tmp_path, capsys):
     assert code == 0
     assert "2 token rows hold NaN or Inf and are left out: #7, #11" in err
     assert not {7, 11} & {int(r["id"]) for r in tsv(out)}
+
+
+@pytest.mark.parametrize("width", [50, 5000, 50257])
+@pytest.mark.parametrize("k", [1, 10, 60])
+def test_topk_rows_equals_full_sort_with_ties(width, k):
+    """The block-max prefilter is exact, ties (rounded scores) go to the smaller id, and -inf
+    entries are never returned."""
+    from embscope.analysis.topk import topk_rows
+
+    rng = np.random.default_rng(width + k)
+    scores = np.round(rng.standard_normal((40, width)), 1).astype(np.float32)
+    scores[3, :] = -np.inf
+    scores[4, 7:] = -np.inf
+    ids, vals = topk_rows(scores, k)
+    cols = np.broadcast_to(np.arange(width), scores.shape)
+    order = np.lexsort((cols, -scores), axis=1)[:, : min(k, width)]
+    expected = np.where(np.isfinite(np.take_along_axis(scores, order, axis=1)), order, -1)
+    np.testing.assert_array_equal(ids, expected)
+    assert (ids[3] == -1).all() and (ids[4][:7] >= 0).all() and (ids[4][7:] == -1).all()

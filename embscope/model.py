@@ -481,13 +481,14 @@ def _tokenizer(spec, reader, directory, fetch, emb: Embeddings, path, meta) -> T
 def _find_meta_pkl(spec: str, dataset) -> str | None:
     """Where nanoGPT's sample.py looks (data/<dataset>/meta.pkl from the working directory),
     then beside the checkpoint and in the folders above it."""
-    candidates = []
-    if isinstance(dataset, str) and dataset and "/" not in dataset and dataset not in (".", ".."):
-        candidates.append(os.path.join("data", dataset, "meta.pkl"))
+    # A dataset name is one folder name: never a path that could lead elsewhere.
+    named = isinstance(dataset, str) and dataset not in ("", ".", "..") and "/" not in dataset \
+        and os.sep not in dataset
+    candidates = [os.path.join("data", dataset, "meta.pkl")] if named else []
     here = os.path.dirname(os.path.abspath(spec)) if os.path.isfile(spec) else os.path.abspath(spec)
     for _ in range(3):
         candidates.append(os.path.join(here, "meta.pkl"))
-        if isinstance(dataset, str) and dataset and "/" not in dataset:
+        if named:
             candidates.append(os.path.join(here, "data", dataset, "meta.pkl"))
         here = os.path.dirname(here)
     return next((c for c in candidates if os.path.isfile(c)), None)

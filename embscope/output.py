@@ -69,6 +69,14 @@ def json_text(obj: Any, **kwargs) -> str:
     return _NOT_PRINTABLE_ASCII.sub(_json_char, json.dumps(obj, ensure_ascii=False, **kwargs))
 
 
+def json_floats(values) -> list:
+    """A (nested) float array as lists for JSON: NaN and Inf become null (JSON has neither)."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(array), array, None).tolist()
+
+
 def json_value(v: Any) -> Any:
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None  # JSON has no NaN/Infinity

@@ -231,6 +231,18 @@ def from_meta_pkl(path: str) -> CharTokenizer:
     return CharTokenizer(stoi, itos, path)
 
 
+def _lowercase(directory: str) -> bool:
+    """Whether a WordPiece vocabulary lowercases: tokenizer_config.json's do_lower_case beside
+    it (BERT's default, True, when there is none)."""
+    path = os.path.join(directory, "tokenizer_config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return True
+    return bool(config.get("do_lower_case", True)) if isinstance(config, dict) else True
+
+
 def from_directory(directory: str) -> Tokenizer | None:
     """The tokenizer saved in a model directory, or None when it holds none."""
 
@@ -243,16 +255,7 @@ def from_directory(directory: str) -> Tokenizer | None:
     if has("vocab.json") and has("merges.txt"):
         return from_vocab_merges(has("vocab.json"), has("merges.txt"))
     if has("vocab.txt"):
-        lowercase = True
-        if has("tokenizer_config.json"):
-            try:
-                with open(has("tokenizer_config.json"), encoding="utf-8") as f:
-                    config = json.load(f)
-                if isinstance(config, dict):
-                    lowercase = bool(config.get("do_lower_case", True))
-            except (OSError, ValueError, RecursionError):
-                pass
-        return from_wordpiece(has("vocab.txt"), lowercase)
+        return from_wordpiece(has("vocab.txt"), _lowercase(directory))
     if has("tokenizer.model") or has("spiece.model") or has("sentencepiece.bpe.model"):
         try:
             from transformers import AutoTokenizer
@@ -283,7 +286,7 @@ def from_path(path: str) -> Tokenizer:
         merges = os.path.join(os.path.dirname(path), "merges.txt")
         return from_vocab_merges(path, merges)
     if name.endswith(".txt"):
-        return from_wordpiece(path, lowercase=True)
+        return from_wordpiece(path, _lowercase(os.path.dirname(path)))
     raise EmbscopeError(f"{path}: unknown tokenizer file (expected tokenizer.json, vocab.json, vocab.txt or meta.pkl)")
 
 

@@ -70,7 +70,7 @@ def test_stdin_one_record_per_line(gpt2_dir, capsys, monkeypatch):
         assert r["ids"] == gpt2_tokenizer()(r["text"])["input_ids"]
     code, out, _ = run(["embed", "-", "-m", str(d), "-f", "tsv"], capsys, stdin="the cat\nsat", monkeypatch=monkeypatch)
     rows = tsv(out)
-    assert [(r["text"], r["pos"]) for r in rows] == [("0", "0"), ("0", "1"), ("1", "0")]
+    assert [(r["line"], r["pos"]) for r in rows] == [("1", "0"), ("1", "1"), ("2", "0")]
 
 
 def test_too_long_text_errors_unless_truncated(gpt2_dir, capsys):

@@ -85,7 +85,7 @@ def _bos_id(emb) -> int:
 
     from embscope.tokenizer import GPT2_SPECIAL
 
-    cfg = getattr(emb, "config", {}) or {}
+    cfg = emb.config
     if isinstance(cfg.get("bos_token_id"), int):
         return cfg["bos_token_id"]
     if emb.tokenizer is not None:
@@ -124,13 +124,13 @@ def _preview(v) -> str:
 def _json(emb, records, component, pool, fmt) -> None:
     import sys
 
+    from embscope.output import json_floats, json_text
+
     docs = []
     for t, ids, parts, vec in records:
         doc = {"text": t, "ids": ids, "tokens": [token_label(emb, i) for i in ids], "component": component, "pool": pool}
-        doc["vector" if pool != "none" else "vectors"] = vec.astype(float).tolist()
+        doc["vector" if pool != "none" else "vectors"] = json_floats(vec)
         docs.append(doc)
-    from embscope.output import json_text
-
     if fmt == "json":
         sys.stdout.write(json_text(docs if len(docs) > 1 else docs[0]))
         sys.stdout.write("\n")
@@ -142,10 +142,10 @@ def _json(emb, records, component, pool, fmt) -> None:
 def _rows(emb, records, fmt, pool) -> None:
     d = emb.dim
     multi = len(records) > 1
-    head = (["text"] if multi else []) + (["pos", "id", "token"] if pool == "none" else ["pool", "tokens"])
+    head = (["line"] if multi else []) + (["pos", "id", "token"] if pool == "none" else ["pool", "tokens"])
     out = writer(fmt, head + [f"v{j}" for j in range(d)])
     for n, (t, ids, parts, vec) in enumerate(records):
-        base = {"text": n} if multi else {}
+        base = {"line": n + 1} if multi else {}
         if pool == "none":
             for p, i in enumerate(ids):
                 out.write({**base, "pos": p, "id": i, "token": token_label(emb, i),

@@ -16,7 +16,6 @@ from embscope.cli import common
 app = typer.Typer(
     name="embscope",
     help="Look inside the input embeddings (wte, wpe) of language models.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -52,14 +51,12 @@ _register()
 
 
 def _click_exceptions():
-    """ClickException and UsageError: typer >= 0.29 vendors click; older typer uses click."""
+    """ClickException and UsageError: typer >= 0.27 vendors click; older typer uses click."""
     try:
-        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-    except ImportError:  # typer < 0.29
+        from typer._click.exceptions import ClickException, UsageError
+    except ImportError:  # typer < 0.27
         from click.exceptions import ClickException, UsageError
-
-        NoArgsIsHelpError = ()  # noqa: N806 - click shows help itself there
-    return ClickException, UsageError, NoArgsIsHelpError
+    return ClickException, UsageError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,8 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     from embscope.display import sanitize
     from embscope.errors import EmbscopeError, ExitStatus
 
-    ClickException, ClickUsageError, NoArgsIsHelpError = _click_exceptions()  # noqa: N806
+    ClickException, ClickUsageError = _click_exceptions()  # noqa: N806
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare `embscope` asks what it can do: the help, on stdout, exit 0
+        argv = ["--help"]
     command = typer.main.get_command(app)
     # NaN/Inf rows are found and reported by the commands themselves; numpy's own
     # RuntimeWarnings about them would only add noise (and raw text) to stderr.
@@ -94,9 +93,6 @@ def main(argv: list[str] | None = None) -> None:
         if common.DEBUG["on"]:
             raise
         fail("interrupted", ExitStatus.INTERRUPTED)
-    except NoArgsIsHelpError as e:
-        sys.stderr.write(e.format_message() + "\n")
-        sys.exit(ExitStatus.USAGE)
     except ClickUsageError as e:
         where = e.ctx.command_path if e.ctx else "embscope"
         fail(f"{e.format_message()} (see '{where} --help')", ExitStatus.USAGE)

@@ -100,7 +100,7 @@ def _answer(emb, index, qs, top, metric, include_query, cosmul):
             ids, vals = topk_rows(s, top)
             keep = ids[0] >= 0
             results[n] = (ids[0][keep], vals[0][keep])
-        elif len(q.terms) == 1:
+        elif len(q.terms) == 1 and pos:
             vectors.append((n, pos[0]))
             exclude.append(skip)
         else:

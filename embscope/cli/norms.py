@@ -51,7 +51,10 @@ def norms(
         for i in range(n):
             out.write({"id": i, "token": token_label(emb, i), "norm": float(token_norms[i]),
                        "centroid_distance": float(dist[i])})
-        return out.close()
+        out.close()
+        if output:  # the histogram picture, as without --all
+            _picture(output, fmt, token_norms, "norm", emb)
+        return
 
     if top or bottom or centroid:
         values, what = (dist, "centroid_distance") if centroid else (token_norms, "norm")

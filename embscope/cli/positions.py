@@ -85,18 +85,19 @@ def positions(
 
 
 def _write_matrix(fmt, labels, matrix, metric) -> None:
-    import json
     import sys
 
+    from embscope.output import json_floats, json_text
+
     if fmt == "json":
-        json.dump({"metric": metric, "positions": labels, "matrix": matrix.astype(float).tolist()}, sys.stdout)
+        sys.stdout.write(json_text({"metric": metric, "positions": labels, "matrix": json_floats(matrix)}))
         sys.stdout.write("\n")
         return
     columns = ["position"] + [str(p) for p in labels]
     out = writer(fmt, columns) if fmt != "jsonl" else None
     for p, row in zip(labels, matrix):
         if out is None:
-            sys.stdout.write(json.dumps({"position": p, "values": row.astype(float).tolist()}) + "\n")
+            sys.stdout.write(json_text({"position": p, "values": json_floats(row)}) + "\n")
         else:
             out.write({"position": p, **{str(q): float(v) for q, v in zip(labels, row)}})
     if out is not None:

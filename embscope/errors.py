@@ -27,6 +27,12 @@ class UsageError(EmbscopeError):
         super().__init__(message, status=ExitStatus.USAGE)
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type's name."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
 def missing_extra(package: str, extra: str, purpose: str) -> EmbscopeError:
     """The error for an optional dependency that is not installed, with the install hint."""
     return EmbscopeError(

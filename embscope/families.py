@@ -41,7 +41,6 @@ class Layout:
     token_type_key: str | None = None
     norm_keys: tuple[str, str] | None = None  # (weight, bias) of the embedding LayerNorm
     norm_eps: float = 1e-12
-    tied: bool | None = None  # lm_head shares wte, when the checkpoint says
 
 
 def strip_compile_prefix(key: str) -> str:

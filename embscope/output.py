@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import unicodedata
-from typing import IO, Any
+from typing import Any
 
 from embscope.display import visible_spaces
 from embscope.errors import UsageError
@@ -24,10 +24,9 @@ from embscope.errors import UsageError
 FORMATS = ("table", "tsv", "csv", "json", "jsonl")
 
 
-def resolve_format(fmt: str | None, stream: IO | None = None) -> str:
+def resolve_format(fmt: str | None) -> str:
     if fmt is None:
-        stream = stream or sys.stdout
-        return "table" if stream.isatty() else "tsv"
+        return "table" if sys.stdout.isatty() else "tsv"
     if fmt not in FORMATS:
         raise UsageError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
     return fmt
@@ -96,13 +95,13 @@ def stderr_console():
 
 
 class RecordWriter:
-    """Rows of {column: value}. Token columns (`token_columns`) get visible spaces in tables."""
+    """Rows of {column: value} to stdout. Token columns get visible spaces in tables."""
 
-    def __init__(self, fmt: str, columns: list[str], *, title: str | None = None,
-                 token_columns: tuple[str, ...] = ("token",), stream: IO | None = None):
+    TOKEN_COLUMNS = ("token", "neighbor")
+
+    def __init__(self, fmt: str, columns: list[str], *, title: str | None = None):
         self.fmt, self.columns, self.title = fmt, columns, title
-        self.token_columns = token_columns
-        self.stream = stream or sys.stdout
+        self.stream = sys.stdout
         self._rows: list[dict] = []
         self._csv = None
         if fmt == "tsv":
@@ -162,9 +161,16 @@ class RecordWriter:
             cells = []
             for c in self.columns:
                 s = text_value(r.get(c))
-                cells.append(Text(visible_spaces(s) if c in self.token_columns else s))
+                cells.append(Text(visible_spaces(s) if c in self.TOKEN_COLUMNS else s))
             table.add_row(*cells)
         stdout_console().print(table)
+
+
+def _usual_mode(path: str) -> None:
+    """mkstemp makes 0600 files; give ours the mode any new file gets (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def atomic_write(path: str, write_bytes) -> None:
@@ -190,9 +196,7 @@ def atomic_write(path: str, write_bytes) -> None:
         fd = _anonymous_file(directory)
         if fd is None:
             fd, tmp = tempfile.mkstemp(prefix=".embscope-", dir=directory)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            _usual_mode(tmp)
         with os.fdopen(fd, "w+b") as f:
             write_bytes(f)
             f.flush()
@@ -242,9 +246,7 @@ def _name_anonymous(f, directory: str) -> str:
         with os.fdopen(fd, "wb") as out:
             f.seek(0)
             shutil.copyfileobj(f, out)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        _usual_mode(tmp)
     except BaseException:
         os.unlink(tmp)
         raise

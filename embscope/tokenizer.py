@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from embscope.errors import EmbscopeError, missing_extra
+from embscope.errors import EmbscopeError, first_line, missing_extra
 from embscope.io.restricted_pickle import PlainDataUnpickler, safe_loads
 
 GPT2_SPECIAL = "<|endoftext|>"
@@ -96,7 +96,7 @@ class HFTokenizer(Tokenizer):
             return self._tok.encode(text, add_special_tokens=False).ids
         except Exception as e:  # noqa: BLE001 - a broken tokenizer.json fails only here ("Unk token
             # `x` not found in the vocabulary"), as a bare Exception
-            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({_first_line(e)})") from None
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({first_line(e)})") from None
 
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._tok.id_to_token(token_id)
@@ -174,7 +174,7 @@ def from_tokenizer_json(path: str) -> HFTokenizer:
     try:
         tok = tk.Tokenizer.from_file(path)
     except Exception as e:  # noqa: BLE001 - the library raises bare Exception on bad files
-        raise EmbscopeError(f"{path}: not a readable tokenizer.json ({_first_line(e)})") from None
+        raise EmbscopeError(f"{path}: not a readable tokenizer.json ({first_line(e)})") from None
     return HFTokenizer(tok, "tokenizer.json (tokenizers)", path)
 
 
@@ -183,7 +183,7 @@ def from_vocab_merges(vocab: str, merges: str, kind: str = "byte-level BPE (voca
     try:
         tok = tk.Tokenizer(tk.models.BPE.from_file(vocab, merges))
     except Exception as e:  # noqa: BLE001
-        raise EmbscopeError(f"{vocab}: not a readable BPE vocabulary ({_first_line(e)})") from None
+        raise EmbscopeError(f"{vocab}: not a readable BPE vocabulary ({first_line(e)})") from None
     tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = tk.decoders.ByteLevel()
     if tok.token_to_id(GPT2_SPECIAL) is not None:
@@ -196,7 +196,7 @@ def from_wordpiece(vocab_txt: str, lowercase: bool) -> HFTokenizer:
     try:
         tok = tk.BertWordPieceTokenizer(vocab_txt, lowercase=lowercase)
     except Exception as e:  # noqa: BLE001
-        raise EmbscopeError(f"{vocab_txt}: not a readable WordPiece vocabulary ({_first_line(e)})") from None
+        raise EmbscopeError(f"{vocab_txt}: not a readable WordPiece vocabulary ({first_line(e)})") from None
     return HFTokenizer(tok._tokenizer, "WordPiece (vocab.txt)", vocab_txt)
 
 
@@ -264,7 +264,7 @@ def from_directory(directory: str) -> Tokenizer | None:
         try:
             return TransformersTokenizer(AutoTokenizer.from_pretrained(directory), directory)
         except Exception as e:  # noqa: BLE001 - any failure inside transformers
-            raise EmbscopeError(f"{directory}: transformers could not load the tokenizer ({_first_line(e)})") from None
+            raise EmbscopeError(f"{directory}: transformers could not load the tokenizer ({first_line(e)})") from None
     return None
 
 
@@ -288,8 +288,3 @@ def from_path(path: str) -> Tokenizer:
     if name.endswith(".txt"):
         return from_wordpiece(path, _lowercase(os.path.dirname(path)))
     raise EmbscopeError(f"{path}: unknown tokenizer file (expected tokenizer.json, vocab.json, vocab.txt or meta.pkl)")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

@@ -178,7 +178,7 @@ def _row_norms(block: np.ndarray) -> np.ndarray:
     return norms
 
 
-def analogy_vector(index: Index, positive: list[np.ndarray], negative: list[np.ndarray], metric: str) -> np.ndarray:
+def analogy_vector(positive: list[np.ndarray], negative: list[np.ndarray], metric: str) -> np.ndarray:
     """3CosAdd query (gensim's most_similar): mean of the unit vectors, positive minus negative.
     For dot and euclidean: the plain sum of positive minus negative vectors."""
     if metric == "cosine":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Optional
 
@@ -95,6 +96,13 @@ def note(message: str) -> None:
     stderr_console().print(sanitize(message), markup=False, highlight=False)
 
 
+def warn_bad_rows(bad, what: str) -> None:
+    """Say on stderr which token rows hold NaN or Inf, and what happens to them."""
+    if len(bad):
+        shown = ", ".join(f"#{i}" for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        note(f"warning: {len(bad)} token rows hold NaN or Inf and are {what}: {shown}")
+
+
 DEBUG = {"on": False}
 
 
@@ -136,3 +144,17 @@ def save_npy(path: str, array) -> None:
 
     atomic_write(path, lambda f: np.save(f, array))
     note(f"wrote {path}: array of shape {tuple(array.shape)}, {array.dtype}")
+
+
+def stdin_lines() -> list[str]:
+    """The non-empty lines of stdin, stripped; binary junk is an error, not a query."""
+    from embscope.errors import EmbscopeError
+
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EmbscopeError(f"stdin is not UTF-8 text (byte {e.start})") from None
+    if "\x00" in text:
+        raise EmbscopeError("stdin holds binary data (a NUL byte), not one query per line")
+    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, model_command, note, output_kind, save_npy, token_label,
-    writer,
+    FormatOpt, ModelSource, OutputOpt, model_command, note, output_kind, save_npy, stdin_lines,
+    token_label, writer,
 )
 
 PREVIEW = 4  # values shown per vector in the table
@@ -41,9 +41,7 @@ def embed(
         output_kind(output, ("npy",))
     fmt = resolve_format(format)
     if text == "-":
-        from embscope.cli.neighbors import _stdin_lines
-
-        texts = _stdin_lines()
+        texts = stdin_lines()
         if not texts:
             raise EmbscopeError("no text on stdin")
     else:

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, ModelSource, model_command, note, token_label, writer
+from embscope.cli.common import (
+    FormatOpt, ModelSource, model_command, note, stdin_lines, token_label, warn_bad_rows, writer,
+)
 
 
 @model_command
@@ -46,7 +48,7 @@ def neighbors(
     from embscope.analysis.similarity import Index
 
     index = Index(emb.wte, emb.n_tokens)
-    _warn_bad_rows(index)
+    warn_bad_rows(index.bad_rows(), "left out")
     if all_tokens:
         from embscope.analysis.positions import parse_range
 
@@ -73,13 +75,6 @@ def _describe(emb, q) -> None:
             note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
 
 
-def _warn_bad_rows(index) -> None:
-    bad = index.bad_rows()
-    if len(bad):
-        shown = ", ".join(f"#{i}" for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        note(f"warning: {len(bad)} token rows hold NaN or Inf and are left out: {shown}")
-
-
 def _answer(emb, index, qs, top, metric, include_query, cosmul):
     """(ids, scores) per query, in order. Plain queries share one blocked matrix product."""
     import numpy as np
@@ -104,7 +99,7 @@ def _answer(emb, index, qs, top, metric, include_query, cosmul):
             vectors.append((n, pos[0]))
             exclude.append(skip)
         else:
-            vectors.append((n, analogy_vector(index, pos, neg, metric)))
+            vectors.append((n, analogy_vector(pos, neg, metric)))
             exclude.append(skip)
     if vectors:
         matrix = np.stack([v for _, v in vectors])
@@ -120,7 +115,7 @@ def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
     from embscope import queries
     from embscope.errors import EmbscopeError
 
-    lines = _stdin_lines()
+    lines = stdin_lines()
     qs = []
     for n, line in enumerate(lines, 1):
         try:
@@ -138,19 +133,6 @@ def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
         for rank, (i, s) in enumerate(zip(ids.tolist(), scores.tolist()), 1):
             out.write_values((text, rank, i, token_label(emb, i), s))
     out.close()
-
-
-def _stdin_lines() -> list[str]:
-    from embscope.errors import EmbscopeError
-
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise EmbscopeError(f"stdin is not UTF-8 text (byte {e.start})") from None
-    if "\x00" in text:
-        raise EmbscopeError("stdin holds binary data (a NUL byte), not one query per line")
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _all(emb, index, top, metric, format, first, last):

@@ -8,7 +8,7 @@ import typer
 
 from embscope.cli.common import (
     FormatOpt, ModelSource, OutputOpt, model_command, note, output_kind, picture_console,
-    token_label, writer,
+    token_label, warn_bad_rows, writer,
 )
 
 STAT_COLUMNS = ["rows", "count", "mean", "std", "min", "p1", "p50", "p99", "max", "nonfinite"]
@@ -41,9 +41,7 @@ def norms(
     n = emb.n_tokens
     token_norms = nm.row_norms(emb.wte, 0, n)  # (n,)
     bad = np.flatnonzero(~np.isfinite(token_norms))
-    if len(bad):
-        shown = ", ".join(f"#{i}" for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        note(f"warning: {len(bad)} token rows hold NaN or Inf and are left out of the statistics: {shown}")
+    warn_bad_rows(bad, "left out of the statistics")
     dist = nm.centroid_distances(emb.wte, n)[0] if (centroid or all_rows) else None
 
     if all_rows:

@@ -21,7 +21,6 @@ class HubRepo:
         self.repo_id, _, revision = spec.partition("@")
         self.revision = revision or None
         self.spec = spec
-        self.dir = None  # snapshot folder, known once a file is found
         self.unreachable = False  # a file was neither cached nor downloadable (offline, no network)
 
     def fetch(self, filename: str, required: bool = False) -> str | None:
@@ -31,7 +30,7 @@ class HubRepo:
 
         cached = hh.try_to_load_from_cache(self.repo_id, filename, revision=self.revision)
         if isinstance(cached, str):
-            return self._found(cached)
+            return cached
         if cached is hh._CACHED_NO_EXIST and not required:
             return None
         try:
@@ -54,10 +53,5 @@ class HubRepo:
             raise EmbscopeError(f"{self.spec}: no revision '{self.revision}' on the Hugging Face Hub") from None
         except (OSError, errors.HfHubHTTPError) as e:
             raise EmbscopeError(f"{self.spec}: could not download {filename} ({e})") from None
-        return self._found(path)
-
-    def _found(self, path: str) -> str:
-        import os
-
-        self.dir = os.path.dirname(path)
         return path
+

@@ -18,7 +18,7 @@ import io
 import pickle
 from dataclasses import dataclass
 
-from embscope.errors import EmbscopeError
+from embscope.errors import EmbscopeError, first_line
 
 # torch's legacy typed-storage class names, as torch.save writes them, and the raw dtype of each.
 STORAGE_DTYPES = {
@@ -205,11 +205,6 @@ def safe_loads(data: bytes, unpickler: type[pickle.Unpickler], what: str):
             f"{what}: refused to load: the pickle asks to run '{e}', which embscope never runs"
         ) from None
     except pickle.UnpicklingError as e:  # ours and pickle's own say what is wrong
-        raise EmbscopeError(f"{what}: not a readable pickle ({_first_line(e)})") from None
+        raise EmbscopeError(f"{what}: not a readable pickle ({first_line(e)})") from None
     except Exception as e:  # noqa: BLE001 - any failure of a hostile or corrupt pickle
         raise EmbscopeError(f"{what}: not a readable pickle ({type(e).__name__})") from None
-
-
-def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else type(e).__name__

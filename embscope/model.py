@@ -287,7 +287,7 @@ def _open_reader(spec: str):
     if os.path.isdir(spec):
         fetch = _local_fetch(spec)
         repo_files = WEIGHT_FILES
-    elif looks_like_hub_id(spec) and not spec.startswith((".", "/", "~")):
+    elif looks_like_hub_id(spec):
         repo = HubRepo(spec)
         fetch = repo.fetch
         repo_files = [f for f in WEIGHT_FILES if f != "ckpt.pt"]
@@ -465,14 +465,13 @@ def _tokenizer(spec, reader, directory, fetch, emb: Embeddings, path, meta) -> T
         found = _find_meta_pkl(spec, emb.facts.get("dataset"))
         if found:
             return tokenizers_.from_meta_pkl(found)
-    elif fetch is not None:
+    else:
         for name in ("tokenizer.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer_config.json",
                      "special_tokens_map.json", "tokenizer.model"):
             fetch(name)  # bring hub files into the snapshot folder; local: a no-op lookup
-        if directory:
-            tok = tokenizers_.from_directory(directory)
-            if tok is not None:
-                return tok
+        tok = tokenizers_.from_directory(directory)
+        if tok is not None:
+            return tok
     if emb.vocab_rows in (GPT2_VOCAB, NANOGPT_PADDED_VOCAB) and emb.layout.family == "gpt2":
         return tokenizers_.bundled_gpt2()
     return None

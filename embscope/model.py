@@ -451,6 +451,8 @@ def _tied(reader: _Reader, layout: Layout) -> bool | None:
     tie = reader.config.get("tie_word_embeddings")
     if tie is not None:
         return bool(tie)
+    if head is None and reader.facts.get("format") == "nanogpt":
+        return True  # safetensors exported from nanoGPT (embscope's bundled model): GPT ties them
     if head is None:
         return True if reader.format.startswith("safetensors") and reader.config else None
     return None

@@ -150,3 +150,12 @@ def test_embscope_by_offset_decays(capsys, monkeypatch):
     code, out, _ = run(["positions", "--by-offset", "-f", "tsv"], capsys)
     mean = {int(r["offset"]): float(r["mean"]) for r in tsv(out)}
     assert mean[1] > mean[8] > mean[32]
+
+
+def test_embscope_reports_the_tied_lm_head(capsys, monkeypatch):
+    """nanoGPT ties lm_head to wte; the export keeps only wte and says format=nanogpt."""
+    from tests.helpers import run, tsv
+
+    monkeypatch.delenv("EMBSCOPE_MODEL", raising=False)
+    code, out, _ = run(["info", "-f", "tsv"], capsys)
+    assert {r["field"]: r["value"] for r in tsv(out)}["tied_lm_head"] == "yes"

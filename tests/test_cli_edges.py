@@ -62,3 +62,15 @@ def test_json_outputs_stay_json_with_nan_rows(capsys, tmp_path):
     assert matrix[2][0] is None and matrix[0][2] is None and matrix[0][0] == 1.0
     code, out, err = run(["positions", "-m", str(tmp_path), "-f", "jsonl"], capsys)
     assert [strict_json(line)["values"][2] for line in out.splitlines()] == [None] * 6
+
+
+def test_a_nan_query_in_a_batch_names_its_line(capsys, monkeypatch, tmp_path):
+    from safetensors.numpy import save_file
+
+    wte = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    wte[7] = np.nan
+    save_file({"wte.weight": wte, "wpe.weight": wte[:4]}, str(tmp_path / "model.safetensors"))
+    code, out, err = run(["neighbors", "-", "-m", str(tmp_path)], capsys, stdin="#3\n#7\n", monkeypatch=monkeypatch)
+    assert (code, out) == (1, "")
+    assert err.endswith("embscope: error: stdin line 2: the query vector holds NaN or Inf"
+                        " (its token rows are not finite)\n")

@@ -117,11 +117,15 @@ def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
 
     lines = stdin_lines()
     qs = []
+    bad = set(index.bad_rows().tolist())
     for n, line in enumerate(lines, 1):
         try:
-            qs.append(queries.resolve(emb, [line], exact))
+            q = queries.resolve(emb, [line], exact)
+            if bad & set(q.ids):
+                raise EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")
         except EmbscopeError as e:
             raise EmbscopeError(f"stdin line {n}: {e}") from None
+        qs.append(q)
     if not qs:
         raise EmbscopeError("no queries on stdin")
     from embscope.display import escape

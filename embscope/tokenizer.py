@@ -102,6 +102,10 @@ class HFTokenizer(Tokenizer):
         piece = self._tok.id_to_token(token_id)
         if piece is None:
             return b""
+        if self._byte_fallback:  # <0xNN> stands for one byte, even when listed as a special token
+            m = _BYTE_FALLBACK.fullmatch(piece)
+            if m:
+                return bytes([int(m.group(1), 16)])
         if piece in self._special:
             return piece.encode()
         if self._byte_level:
@@ -109,10 +113,6 @@ class HFTokenizer(Tokenizer):
                 return piece.translate(_byte_translation()).encode("latin-1")
             except UnicodeEncodeError:  # not a byte-level piece after all
                 return piece.encode()
-        if self._byte_fallback:
-            m = _BYTE_FALLBACK.fullmatch(piece)
-            if m:
-                return bytes([int(m.group(1), 16)])
         if self._metaspace:
             piece = piece.replace(SPACE_MARK, " ")
         return piece.encode()

@@ -364,10 +364,7 @@ def _reader_for_file(path: str, config: dict):
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) == 8 and int.from_bytes(head, "little") < os.path.getsize(path) and head[:1] != b"\x80":
-        from embscope.io.safetensors_file import SafetensorsFile
-
-        SafetensorsFile(path)  # raises a precise error if it is not one
-        return _SafetensorsReader(path, config)
+        return _SafetensorsReader(path, config)  # raises a precise error if it is not one
     if head[:1] == b"\x80":
         raise EmbscopeError(
             f"{path}: a legacy (pre-zip) torch pickle; embscope reads only the zip format"

@@ -37,13 +37,13 @@ def embed_ids(emb: Embeddings, ids: list[int], component: str = "sum") -> dict[s
         raise EmbscopeError(f"token id {max(ids)} is beyond the model's {emb.n_tokens} tokens")
     if T and min(ids) < 0:  # a negative id (config.json's bos_token_id, say) would read from the end
         raise EmbscopeError(f"token id {min(ids)} is negative")
+    if component == "position":
+        emb.require_positions()  # a clear error for rotary / ALiBi models
     tok = emb.wte.take(ids)  # (T, d)
     out = {"token": tok}
     if emb.wpe is not None:
         out["position"] = emb.position_rows(0, T)  # (T, d)
         total = tok + out["position"]
-    elif component == "position":
-        emb.require_positions()
     else:
         total = tok.copy()
     if emb.token_type0 is not None:

@@ -83,14 +83,12 @@ def _bos_id(emb) -> int:
 
     from embscope.tokenizer import GPT2_SPECIAL
 
-    cfg = emb.config
-    if isinstance(cfg.get("bos_token_id"), int):
-        return cfg["bos_token_id"]
-    if emb.tokenizer is not None:
-        for name in (GPT2_SPECIAL, "<s>", "[CLS]", "<|begin_of_text|>"):
-            token_id = emb.tokenizer.single_token(name)
-            if token_id is not None and emb.tokenizer.token_bytes(token_id) == name.encode():
-                return token_id
+    if isinstance(emb.config.get("bos_token_id"), int):
+        return emb.config["bos_token_id"]
+    for name in (GPT2_SPECIAL, "<s>", "[CLS]", "<|begin_of_text|>"):  # the tokenizer is known here
+        token_id = emb.tokenizer.single_token(name)
+        if token_id is not None and emb.tokenizer.token_bytes(token_id) == name.encode():
+            return token_id
     raise EmbscopeError(f"{emb.name}: no BOS token known for this model")
 
 
@@ -143,11 +141,9 @@ def _rows(emb, records, fmt, pool) -> None:
     head = (["line"] if multi else []) + (["pos", "id", "token"] if pool == "none" else ["pool", "tokens"])
     out = writer(fmt, head + [f"v{j}" for j in range(d)])
     for n, (t, ids, parts, vec) in enumerate(records):
-        base = {"line": n + 1} if multi else {}
+        line = [n + 1] if multi else []
         if pool == "none":
-            for p, i in enumerate(ids):
-                out.write({**base, "pos": p, "id": i, "token": token_label(emb, i),
-                           **{f"v{j}": float(x) for j, x in enumerate(vec[p])}})
+            out.write_rows([line + [p, i, token_label(emb, i)] + vec[p].tolist() for p, i in enumerate(ids)])
         else:
-            out.write({**base, "pool": pool, "tokens": len(ids), **{f"v{j}": float(x) for j, x in enumerate(vec)}})
+            out.write_values(line + [pool, len(ids)] + vec.tolist())
     out.close()

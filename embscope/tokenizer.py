@@ -262,7 +262,9 @@ def from_directory(directory: str) -> Tokenizer | None:
         except ImportError:
             raise missing_extra("transformers", "transformers", "This model's SentencePiece tokenizer") from None
         try:
-            return TransformersTokenizer(AutoTokenizer.from_pretrained(directory), directory)
+            # Never run code from the folder (auto_map), and never let transformers ask about it.
+            tok = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+            return TransformersTokenizer(tok, directory)
         except Exception as e:  # noqa: BLE001 - any failure inside transformers
             raise EmbscopeError(f"{directory}: transformers could not load the tokenizer ({first_line(e)})") from None
     return None

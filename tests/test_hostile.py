@@ -398,3 +398,31 @@ def test_memory_maps_are_read_only(tmp_path):
                 m.rows(0, 1)[0, 0] = 1.0
         del emb
         assert path.read_bytes() == before
+
+
+# --- code beside the model: transformers' custom-code tokenizers ----------------------------------
+
+def test_custom_code_tokenizer_never_runs(tmp_path):
+    """A folder whose tokenizer_config.json maps AutoTokenizer to a .py file in the folder (and
+    holds a tokenizer.model, so embscope hands the folder to transformers). transformers would
+    ask "Do you wish to run the custom code? [y/N]" and read stdin; "y" arrives there, and still
+    nothing runs: one line, exit 1."""
+    from safetensors.numpy import save_file
+
+    marker = tmp_path / "MARKER"
+    d = tmp_path / "model"
+    d.mkdir()
+    state = {k: v.numpy() for k, v in u.small_state().items()}
+    save_file(state, str(d / "model.safetensors"))
+    u.write_json(d / "config.json", {"n_positions": 16})  # no model_type: no built-in tokenizer class
+    (d / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    u.write_json(d / "tokenizer_config.json", {"auto_map": {"AutoTokenizer": ["evil.EvilTokenizer", None]}})
+    (d / "tokenizer.model").write_bytes(b"not a sentencepiece model")
+    embscope = str(Path(sys.executable).parent / "embscope")
+    r = subprocess.run([embscope, "neighbors", "-", "-m", str(d)], input=b"y\nking\n",
+                       capture_output=True, timeout=120, cwd=tmp_path)
+    assert not marker.exists()
+    assert (r.returncode, r.stdout) == (1, b"")
+    assert r.stderr.decode().splitlines()[-1].startswith(
+        f"embscope: error: {d}: transformers could not load the tokenizer (The repository")
+    assert b"Do you wish to run" not in r.stderr

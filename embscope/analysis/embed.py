@@ -62,3 +62,18 @@ def pool(vectors: np.ndarray, how: str) -> np.ndarray:
     if how == "last":
         return vectors[-1]
     raise UsageError(f"unknown pooling '{how}' (choose from {', '.join(POOLS)})")
+
+
+BOS_NAMES = ("<|endoftext|>", "<s>", "[CLS]", "<|begin_of_text|>")  # GPT-2, Llama/OPT, BERT, Llama 3
+
+
+def bos_id(emb: Embeddings) -> int:
+    """The id a BOS token has in this model: config.json's bos_token_id, else the first of the
+    usual BOS tokens that the tokenizer has as one token."""
+    if isinstance(emb.config.get("bos_token_id"), int):
+        return emb.config["bos_token_id"]
+    for name in BOS_NAMES:
+        token_id = emb.tokenizer.single_token(name)
+        if token_id is not None and emb.tokenizer.token_bytes(token_id) == name.encode():
+            return token_id
+    raise EmbscopeError(f"{emb.name}: no BOS token known for this model")

@@ -1,0 +1,62 @@
+"""Nearest tokens: answering resolved queries, and the k-NN graph of a range of tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from embscope.analysis.similarity import QUERY_CHUNK, Index, analogy_vector, cosmul_scores
+from embscope.analysis.topk import topk_rows
+from embscope.io.matrix import Matrix
+from embscope.queries import Query, term_vector
+
+
+def answer(emb, index: Index, qs: list[Query], k: int, metric: str = "cosine",
+           include_query: bool = False, cosmul: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids (k,), scores (k,)) per query, in order. Plain queries share one blocked matrix product;
+    arithmetic is 3CosAdd (or 3CosMul with `cosmul`); the query's own tokens are left out unless
+    `include_query`. Euclidean scores are distances (ascending)."""
+    vectors, exclude, results = [], [], {}
+    for n, q in enumerate(qs):
+        pos = [term_vector(emb, t) for t in q.positive]
+        neg = [term_vector(emb, t) for t in q.negative]
+        skip = [] if include_query else q.ids
+        if cosmul and len(q.terms) > 1:
+            s = cosmul_scores(index, pos, neg)[None, :]  # (1, n)
+            if skip:
+                s[0, skip] = -np.inf
+            ids, vals = topk_rows(s, k)
+            keep = ids[0] >= 0
+            results[n] = (ids[0][keep], vals[0][keep])
+        elif len(q.terms) == 1 and pos:
+            vectors.append((n, pos[0]))
+            exclude.append(skip)
+        else:
+            vectors.append((n, analogy_vector(pos, neg, metric)))
+            exclude.append(skip)
+    if vectors:
+        matrix = np.stack([v for _, v in vectors])  # (q, d)
+        if len(matrix) > QUERY_CHUNK:  # several matrix products: convert / normalise rows once
+            index.prepare(metric)
+        for j, ids, vals in index.nearest(matrix, k, metric, exclude):
+            results[vectors[j][0]] = (ids, vals)
+    return [results[n] for n in range(len(qs))]
+
+
+def knn_blocks(wte: Matrix, index: Index, k: int, metric: str, start: int, stop: int
+               ) -> Iterator[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]]:
+    """The k nearest other tokens of every token in [start, stop), QUERY_CHUNK tokens at a time:
+    yields (token ids (b,), [(neighbour ids (k,), scores (k,)) per token]). Rows holding NaN or
+    Inf get no neighbours and are never one."""
+    if stop - start > QUERY_CHUNK:
+        index.prepare(metric)
+    bad = index.bad_rows()
+    for a in range(start, stop, QUERY_CHUNK):
+        b = min(stop, a + QUERY_CHUNK)
+        ids = np.arange(a, b)
+        if len(bad):
+            ids = ids[~np.isin(ids, bad)]
+        block = wte.rows(a, b) if len(ids) == b - a else wte.take(ids)  # (b, d)
+        found = [(n, s) for _, n, s in index.nearest(np.asarray(block), k, metric, [[int(i)] for i in ids])]
+        yield ids, found

@@ -1,0 +1,206 @@
+"""The Python API: `embscope.load(spec)` and the questions a `Model` answers.
+
+Every CLI command is a thin wrapper over one of these calls, so a notebook gets the same numbers
+and the same errors (`EmbscopeError`, with the messages the CLI prints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from embscope.analysis.similarity import METRICS, Index
+from embscope.errors import EmbscopeError
+from embscope.model import Embeddings
+from embscope.results import Embedding, KnnBlock, Neighbors, Norms, PositionSimilarity
+
+
+def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
+         tokenizer: str | None = None, meta: str | None = None) -> Model:
+    """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory or a
+    Hugging Face hub id (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None
+    and $EMBSCOPE_MODEL is unset. Reads only the embedding tensors, memory-mapped; never torch."""
+    from embscope.model import load as load_embeddings
+
+    return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta))
+
+
+def _choice(name: str, value: str, allowed: Iterable[str]) -> str:
+    if value not in allowed:
+        raise EmbscopeError(f"unknown {name} '{value}' (choose from {', '.join(allowed)})")
+    return value
+
+
+class Model:
+    """One model's token matrix `wte` (V, d), learned positions `wpe` (P, d) and tokenizer."""
+
+    def __init__(self, emb: Embeddings):
+        self.emb = emb
+        self._index: Index | None = None
+        self._labels: dict[int, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<embscope.Model {self.emb.name}: {self.emb.vocab_rows} x {self.emb.dim} {self.emb.format}>"
+
+    # --- what the model holds ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.emb.name
+
+    @property
+    def tokenizer(self):
+        return self.emb.tokenizer
+
+    @property
+    def n_tokens(self) -> int:
+        """Real tokens: rows [n_tokens, V) of `wte` are vocabulary padding."""
+        return self.emb.n_tokens
+
+    @property
+    def wte(self) -> np.ndarray:
+        """(V, d) float32 token embeddings: memory-mapped when stored as float32, else converted."""
+        m = self.emb.wte
+        return m.raw if m.raw.dtype == np.float32 else m.to_float32()
+
+    @property
+    def wpe(self) -> np.ndarray | None:
+        """(P, d) float32 embeddings of positions 0..P-1 (after the family's row offset), or None."""
+        return None if self.emb.wpe is None else self.emb.position_rows(0, self.emb.n_positions)
+
+    def token(self, token_id: int) -> str:
+        """The token as printable, lossless text (what the CLI prints: control bytes and invalid
+        UTF-8 escaped, e.g. '\\xe2'); `tokenizer.token_bytes(id)` gives the raw bytes."""
+        label = self._labels.get(token_id)
+        if label is None:
+            from embscope.display import escape
+
+            if not 0 <= token_id < self.emb.vocab_rows:
+                raise EmbscopeError(f"token id #{token_id} is out of range (the model has {self.n_tokens} tokens)")
+            if token_id >= self.n_tokens:
+                label = "<pad>"
+            else:
+                label = escape(self.emb.token_text(token_id)) if self.tokenizer else f"#{token_id}"
+            self._labels[token_id] = label
+        return label
+
+    # --- questions --------------------------------------------------------------------------
+
+    @property
+    def index(self) -> Index:
+        """The searchable token rows, with cached norms (built on first use)."""
+        if self._index is None:
+            self._index = Index(self.emb.wte, self.n_tokens)
+        return self._index
+
+    def query(self, text: str | list[str], exact: bool = False):
+        """A word, '#id', or arithmetic ('king - man + woman') resolved to token ids."""
+        from embscope import queries
+
+        return queries.resolve(self.emb, [text] if isinstance(text, str) else list(text), exact)
+
+    def neighbors(self, query: str, k: int = 10, *, metric: str = "cosine", exact: bool = False,
+                  include_query: bool = False, cosmul: bool = False) -> Neighbors:
+        """The k nearest tokens to a word (' word' when that is one token), '#id' or arithmetic."""
+        return self.neighbors_many([query], k, metric=metric, exact=exact, include_query=include_query,
+                                   cosmul=cosmul)[0]
+
+    def neighbors_many(self, queries: Iterable[str], k: int = 10, *, metric: str = "cosine",
+                       exact: bool = False, include_query: bool = False, cosmul: bool = False) -> list[Neighbors]:
+        """`neighbors` for many queries at once: one blocked matrix product for all of them."""
+        qs = [self.query(q, exact) for q in queries]
+        return self.answer(qs, k, metric=metric, include_query=include_query, cosmul=cosmul)
+
+    def answer(self, qs, k: int = 10, *, metric: str = "cosine", include_query: bool = False,
+               cosmul: bool = False) -> list[Neighbors]:
+        """Neighbours of already resolved queries (`Model.query`)."""
+        from embscope.analysis.neighbors import answer
+
+        self._check_search(k, metric, cosmul)
+        found = answer(self.emb, self.index, qs, k, metric, include_query, cosmul)
+        return [Neighbors(q.text, metric, ids, tuple(self.token(i) for i in ids.tolist()), scores)
+                for q, (ids, scores) in zip(qs, found)]
+
+    def knn_graph(self, k: int = 10, *, metric: str = "cosine", rows: slice = slice(None)) -> Iterator[KnnBlock]:
+        """The k nearest other tokens of every token in `rows`, streamed in blocks."""
+        from embscope.analysis.neighbors import knn_blocks
+
+        self._check_search(k, metric, False)
+        start, stop, step = rows.indices(self.n_tokens)
+        if step != 1 or start >= stop:
+            raise EmbscopeError(f"rows {start}:{stop}: need a non-empty range of tokens with step 1")
+        for ids, found in knn_blocks(self.emb.wte, self.index, k, metric, start, stop):
+            nbr = np.full((len(ids), k), -1, dtype=np.int64)
+            scores = np.full((len(ids), k), np.nan, dtype=np.float32)
+            for j, (n, s) in enumerate(found):
+                nbr[j, :len(n)], scores[j, :len(s)] = n, s
+            yield KnnBlock(metric, ids, nbr, scores)
+
+    def _check_search(self, k: int, metric: str, cosmul: bool) -> None:
+        _choice("metric", metric, METRICS)
+        if k < 1:
+            raise EmbscopeError(f"k must be at least 1 (got {k})")
+        if k > self.n_tokens:
+            raise EmbscopeError(f"k={k} is more than the model's {self.n_tokens} tokens")
+        if cosmul and metric != "cosine":
+            raise EmbscopeError("3CosMul works with the cosine metric only")
+
+    def sim(self, a: str, b: str, *, metric: str = "cosine", exact: bool = False) -> float:
+        """Similarity of two words, '#id's or texts (several tokens: the mean of their vectors)."""
+        from embscope.analysis.positions import similarity_matrix
+        from embscope.queries import term_vector
+
+        _choice("metric", metric, METRICS)
+        vectors = []
+        for text in (a, b):
+            q = self.query([text], exact)
+            if len(q.terms) != 1:
+                raise EmbscopeError(f"'{text}': sim compares words or texts, not arithmetic")
+            vectors.append(term_vector(self.emb, q.terms[0]))
+        return float(similarity_matrix(np.stack(vectors), metric)[0, 1])
+
+    def positions(self, metric: str = "cosine", *, start: int = 0, stop: int | None = None,
+                  step: int = 1) -> PositionSimilarity:
+        """Similarity of positions start, start+step, ... < stop (euclidean: distance)."""
+        from embscope.analysis.positions import similarity_matrix
+
+        _choice("metric", metric, METRICS)
+        self.emb.require_positions()
+        stop = self.emb.n_positions if stop is None else stop
+        if not 0 <= start < stop <= self.emb.n_positions or step < 1:
+            raise EmbscopeError(f"positions {start}:{stop} step {step}: need 0 <= start < stop <="
+                                f" {self.emb.n_positions} and step >= 1")
+        vectors = self.emb.position_rows(start, stop)[::step]  # (n, d)
+        return PositionSimilarity(metric, np.arange(start, stop, step), similarity_matrix(vectors, metric))
+
+    def norms(self) -> Norms:
+        """Norms of token, padding and position rows, and token distances from the centroid."""
+        from embscope.analysis import norms as nm
+
+        e = self.emb
+        position = nm.row_norms(e.wpe, e.layout.position_offset, e.wpe.shape[0]) if e.wpe is not None else None
+        return Norms(token=nm.row_norms(e.wte, 0, e.n_tokens), padding=nm.row_norms(e.wte, e.n_tokens, e.vocab_rows),
+                     position=position, centroid_distance=nm.centroid_distances(e.wte, e.n_tokens)[0])
+
+    def encode(self, text: str, *, bos: bool = False) -> list[int]:
+        """The token ids the model sees for `text` (special tokens only with `bos`)."""
+        from embscope.analysis.embed import bos_id
+
+        if self.tokenizer is None:
+            raise EmbscopeError(f"{self.name}: this model has no tokenizer, so text cannot be embedded")
+        return ([bos_id(self.emb)] if bos else []) + self.tokenizer.encode(text)
+
+    def embed(self, text: str, *, bos: bool = False, truncate: bool = False) -> Embedding:
+        """Token + position embedding of each token of `text`, as the model's embedding layer
+        computes it (eval mode). `truncate` keeps the first tokens that fit the positions."""
+        from embscope.analysis.embed import embed_ids
+
+        ids = self.encode(text, bos=bos)
+        if not ids:
+            raise EmbscopeError(f"'{text}' has no tokens")
+        if truncate and self.emb.wpe is not None:
+            ids = ids[: self.emb.n_positions]
+        parts = embed_ids(self.emb, ids)
+        return Embedding(text, tuple(ids), tuple(self.token(i) for i in ids), parts["token"],
+                         parts.get("position"), parts["sum"])

@@ -1,0 +1,159 @@
+"""What the API returns: small frozen dataclasses holding numpy arrays, with `to_records()` (a list
+of dicts) and `to_pandas()` (a DataFrame, when pandas is installed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embscope.analysis.norms import Stats, stats
+
+
+class _Records:
+    def to_records(self) -> list[dict]:
+        raise NotImplementedError
+
+    def to_pandas(self):
+        try:
+            import pandas as pd
+        except ImportError:
+            from embscope.errors import missing_extra
+
+            raise missing_extra("pandas", "pandas", "to_pandas()") from None
+        return pd.DataFrame.from_records(self.to_records())
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    rank: int
+    id: int
+    token: str
+    score: float
+
+
+@dataclass(frozen=True, eq=False)
+class Neighbors(_Records):
+    """The nearest tokens to one query, nearest first (euclidean: distances, ascending)."""
+
+    query: str
+    metric: str
+    ids: np.ndarray  # (k,) int64
+    tokens: tuple[str, ...]  # (k,) printable token labels
+    scores: np.ndarray  # (k,) float32
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self):
+        for rank, (i, t, s) in enumerate(zip(self.ids.tolist(), self.tokens, self.scores.tolist()), 1):
+            yield Neighbor(rank, i, t, s)
+
+    def to_records(self) -> list[dict]:
+        return [n.__dict__.copy() for n in self]
+
+
+@dataclass(frozen=True, eq=False)
+class KnnBlock(_Records):
+    """A block of the k-NN graph: the neighbours of tokens `ids`. Rows with fewer than k
+    neighbours (NaN/Inf rows left out) end in id -1 and score NaN."""
+
+    metric: str
+    ids: np.ndarray  # (b,) token ids
+    neighbor_ids: np.ndarray  # (b, k) int64
+    scores: np.ndarray  # (b, k) float32
+
+    def to_records(self) -> list[dict]:
+        return [{"id": int(i), "rank": r + 1, "neighbor_id": int(n), "score": float(s)}
+                for i, row, srow in zip(self.ids, self.neighbor_ids, self.scores)
+                for r, (n, s) in enumerate(zip(row, srow)) if n >= 0]
+
+
+@dataclass(frozen=True, eq=False)
+class PositionSimilarity(_Records):
+    """Pairwise similarity of learned positions (euclidean: distance)."""
+
+    metric: str
+    positions: np.ndarray  # (n,) position numbers
+    matrix: np.ndarray  # (n, n) float32
+
+    def by_offset(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offsets |i - j| (n,), mean over the pairs at that offset (n,), pairs (n,))."""
+        from embscope.analysis.positions import by_offset
+
+        n = len(self.positions)
+        step = int(self.positions[1] - self.positions[0]) if n > 1 else 1
+        return np.arange(n) * step, by_offset(self.matrix), n - np.arange(n)
+
+    def to_records(self) -> list[dict]:
+        return [{"position": int(p), "values": row.tolist()} for p, row in zip(self.positions, self.matrix)]
+
+    def to_pandas(self):
+        super().to_pandas()  # the install hint when pandas is missing
+        import pandas as pd
+
+        return pd.DataFrame(self.matrix, index=self.positions, columns=self.positions)
+
+
+@dataclass(frozen=True, eq=False)
+class Norms(_Records):
+    """L2 norms of the token rows, the vocabulary padding rows and the position rows (float64),
+    and each token's distance from the mean token (NaN/Inf rows: not finite, left out of stats)."""
+
+    token: np.ndarray  # (n_tokens,)
+    padding: np.ndarray  # (padding rows,)
+    position: np.ndarray | None  # (positions,) or None
+    centroid_distance: np.ndarray  # (n_tokens,)
+
+    def stats(self) -> dict[str, Stats]:
+        sets = {"token": self.token}
+        if len(self.padding):
+            sets["padding"] = self.padding
+        if self.position is not None:
+            sets["position"] = self.position
+        return {name: stats(v) for name, v in sets.items()}
+
+    def extremes(self, n: int, largest: bool = True, of: str = "norm") -> np.ndarray:
+        """Ids of the `n` tokens with the largest (or smallest) norm, or centroid distance."""
+        from embscope.analysis.norms import extremes
+
+        return extremes(self.centroid_distance if of == "centroid_distance" else self.token, n, largest)
+
+    def to_records(self) -> list[dict]:
+        values = {"token": self.token, "padding": self.padding, "position": self.position}
+        return [{"rows": name, **s.as_dict(), "nonfinite": int((~np.isfinite(values[name])).sum())}
+                for name, s in self.stats().items()]
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding(_Records):
+    """What the embedding layer computes for one text: (T, d) arrays, positions 0..T-1."""
+
+    text: str
+    ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    token: np.ndarray  # (T, d) token embeddings
+    position: np.ndarray | None  # (T, d) position embeddings, None without learned positions
+    sum: np.ndarray  # (T, d) the layer's output (with token type 0 / LayerNorm where the family has them)
+
+    def vector(self, component: str = "sum", pool: str = "none") -> np.ndarray:
+        """The component's (T, d) rows, or one (d,) vector pooled by 'mean' or 'last'."""
+        from embscope.analysis.embed import pool as pool_
+
+        return pool_(self.parts()[component], pool)
+
+    def parts(self) -> dict[str, np.ndarray]:
+        out = {"token": self.token, "sum": self.sum}
+        if self.position is not None:
+            out["position"] = self.position
+        return out
+
+    def to_records(self) -> list[dict]:
+        rows = []
+        for p, (i, t) in enumerate(zip(self.ids, self.tokens)):
+            row = {"pos": p, "id": i, "token": t, "|token|": float(np.linalg.norm(self.token[p]))}
+            if self.position is not None:
+                row["|position|"] = float(np.linalg.norm(self.position[p]))
+            row["|sum|"] = float(np.linalg.norm(self.sum[p]))
+            rows.append(row)
+        return rows

@@ -40,13 +40,14 @@ class ModelSource:
     meta: str | None = None
 
     def load(self):
-        from embscope import model as model_
+        """The model, as `embscope.load` gives it (an `embscope.api.Model`)."""
+        from embscope.api import load
 
-        emb = model_.load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key,
-                          tokenizer=self.tokenizer, meta=self.meta)
+        m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer, meta=self.meta)
+        emb = m.emb
         debug(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
               f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
-        return emb
+        return m
 
 
 def model_command(command):

@@ -52,7 +52,7 @@ def embed(
         texts = [check_text(text)]
     if output and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
-    emb = source.load()
+    emb = source.load().emb
     if emb.tokenizer is None:
         raise EmbscopeError(f"{emb.name}: this model has no tokenizer, so text cannot be embedded (give --tokenizer)")
     bos_id = _bos_id(emb) if bos else None

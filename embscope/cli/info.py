@@ -13,7 +13,7 @@ def info(
     """Model source and format, tensors used, sizes, dtype, tokenizer, bytes read."""
     from embscope.summary import describe
 
-    emb = source.load()
+    emb = source.load().emb
     out = writer(format, ["field", "value"], title=f"embscope info: {emb.name}")
     for field, value in describe(emb):
         out.write({"field": field, "value": value})

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, model_command, note, stdin_lines, token_label, warn_bad_rows, writer,
+    FormatOpt, ModelSource, model_command, note, stdin_lines, warn_bad_rows, writer,
 )
 
 
@@ -42,85 +42,42 @@ def neighbors(
         raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
-    emb = source.load()
-    if top > emb.n_tokens:
-        raise UsageError(f"--top {top} is more than the model's {emb.n_tokens} tokens")
-    from embscope.analysis.similarity import Index
-
-    index = Index(emb.wte, emb.n_tokens)
-    warn_bad_rows(index.bad_rows(), "left out")
+    m = source.load()
+    if top > m.n_tokens:
+        raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
+    warn_bad_rows(m.index.bad_rows(), "left out")
     if all_tokens:
         from embscope.analysis.positions import parse_range
 
-        start, stop = parse_range(rows, emb.n_tokens, option="--rows")
-        return _all(emb, index, top, metric, format, start, stop)
+        start, stop = parse_range(rows, m.n_tokens, option="--rows")
+        return _all(m, top, metric, format, start, stop)
     if query == ["-"]:
-        return _batch(emb, index, top, metric, exact, include_query, cosmul, format)
-    from embscope import queries
-
-    q = queries.resolve(emb, query, exact)
-    _describe(emb, q)
-    answers = list(_answer(emb, index, [q], top, metric, include_query, cosmul))  # errors before output
+        return _batch(m, top, metric, exact, include_query, cosmul, format)
+    q = m.query(query, exact)
+    _describe(m, q)
+    found = m.answer([q], top, metric=metric, include_query=include_query, cosmul=cosmul)[0]
     out = writer(format, ["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
-    for ids, scores in answers:
-        for rank, (i, s) in enumerate(zip(ids, scores), 1):
-            out.write({"rank": rank, "id": int(i), "token": token_label(emb, int(i)), "score": float(s)})
+    out.write_rows((n.rank, n.id, n.token, n.score) for n in found)
     out.close()
 
 
-def _describe(emb, q) -> None:
+def _describe(m, q) -> None:
     for t in q.terms:
         if t.multi:
-            parts = ", ".join(f"{token_label(emb, i)!r} #{i}" for i in t.ids)
+            parts = ", ".join(f"{m.token(i)!r} #{i}" for i in t.ids)
             note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
 
 
-def _answer(emb, index, qs, top, metric, include_query, cosmul):
-    """(ids, scores) per query, in order. Plain queries share one blocked matrix product."""
-    import numpy as np
-
-    from embscope import queries
-    from embscope.analysis.similarity import QUERY_CHUNK, analogy_vector, cosmul_scores
-    from embscope.analysis.topk import topk_rows
-
-    vectors, exclude, results = [], [], {}
-    for n, q in enumerate(qs):
-        pos = [queries.term_vector(emb, t) for t in q.positive]
-        neg = [queries.term_vector(emb, t) for t in q.negative]
-        skip = [] if include_query else q.ids
-        if cosmul and len(q.terms) > 1:
-            s = cosmul_scores(index, pos, neg)[None, :]
-            if skip:
-                s[0, skip] = -np.inf
-            ids, vals = topk_rows(s, top)
-            keep = ids[0] >= 0
-            results[n] = (ids[0][keep], vals[0][keep])
-        elif len(q.terms) == 1 and pos:
-            vectors.append((n, pos[0]))
-            exclude.append(skip)
-        else:
-            vectors.append((n, analogy_vector(pos, neg, metric)))
-            exclude.append(skip)
-    if vectors:
-        matrix = np.stack([v for _, v in vectors])
-        if len(matrix) > QUERY_CHUNK:  # several matrix products: convert / normalise rows once
-            index.prepare(metric)
-        for j, ids, vals in index.nearest(matrix, top, metric, exclude):
-            results[vectors[j][0]] = (ids, vals)
-    for n in range(len(qs)):
-        yield results.pop(n)
-
-
-def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
-    from embscope import queries
+def _batch(m, top, metric, exact, include_query, cosmul, format):
+    from embscope.display import escape
     from embscope.errors import EmbscopeError
 
     lines = stdin_lines()
     qs = []
-    bad = set(index.bad_rows().tolist())
+    bad = set(m.index.bad_rows().tolist())
     for n, line in enumerate(lines, 1):
         try:
-            q = queries.resolve(emb, [line], exact)
+            q = m.query(line, exact)
             if bad & set(q.ids):
                 raise EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")
         except EmbscopeError as e:
@@ -128,42 +85,31 @@ def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
         qs.append(q)
     if not qs:
         raise EmbscopeError("no queries on stdin")
-    from embscope.display import escape
-
-    answers = list(_answer(emb, index, qs, top, metric, include_query, cosmul))  # errors before output
+    answers = m.answer(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)  # errors before output
     out = writer(format, ["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
-    for q, (ids, scores) in zip(qs, answers):
+    for q, found in zip(qs, answers):
         text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls
-        for rank, (i, s) in enumerate(zip(ids.tolist(), scores.tolist()), 1):
-            out.write_values((text, rank, i, token_label(emb, i), s))
+        out.write_rows([(text, rank, i, t, s) for rank, (i, t, s)
+                        in enumerate(zip(found.ids.tolist(), found.tokens, found.scores.tolist()), 1)])
     out.close()
 
 
-def _all(emb, index, top, metric, format, first, last):
+def _all(m, top, metric, format, first, last):
     """Every token's (in [first, last)) k nearest tokens, streamed block by block."""
     import numpy as np
 
-    from embscope.analysis.similarity import QUERY_CHUNK
-
     out = writer(format, ["id", "token", "rank", "neighbor_id", "neighbor", "score"])
-    labels = [token_label(emb, i) for i in range(emb.n_tokens)]
-    if last - first > QUERY_CHUNK:
-        index.prepare(metric)
-    with _progress(last - first) as advance:
-        for start in range(first, last, QUERY_CHUNK):
-            stop = min(last, start + QUERY_CHUNK)
-            queries = np.arange(start, stop)
-            if len(index.bad_rows()):  # NaN/Inf rows were reported; they get no neighbours either
-                queries = queries[~np.isin(queries, index.bad_rows())]
-            block = emb.wte.rows(start, stop) if len(queries) == stop - start else emb.wte.take(queries)
-            exclude = [[int(i)] for i in queries]
+    labels = [m.token(i) for i in range(m.n_tokens)]
+    bad = m.index.bad_rows()
+    total = last - first - int(np.count_nonzero((bad >= first) & (bad < last)))
+    with _progress(total) as advance:
+        for block in m.knn_graph(top, metric=metric, rows=slice(first, last)):
             rows = []
-            for j, ids, vals in index.nearest(np.asarray(block), top, metric, exclude):
-                i = int(queries[j])
+            for i, nbrs, scores in zip(block.ids.tolist(), block.neighbor_ids.tolist(), block.scores.tolist()):
                 rows += [(i, labels[i], rank, n, labels[n], s)
-                         for rank, (n, s) in enumerate(zip(ids.tolist(), vals.tolist()), 1)]
+                         for rank, (n, s) in enumerate(zip(nbrs, scores), 1) if n >= 0]
             out.write_rows(rows)
-            advance(stop - start)
+            advance(len(block.ids))
     out.close()
 
 

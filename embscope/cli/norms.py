@@ -37,7 +37,7 @@ def norms(
     if output:
         output_kind(output, ("png",))
     fmt = resolve_format(format)
-    emb = source.load()
+    emb = source.load().emb
     n = emb.n_tokens
     token_norms = nm.row_norms(emb.wte, 0, n)  # (n,)
     bad = np.flatnonzero(~np.isfinite(token_norms))

@@ -34,7 +34,7 @@ def positions(
         raise UsageError(f"--step must be at least 1 (got {step})")
     kind = output_kind(output, ("npy", "png")) if output else None
     fmt = resolve_format(format)
-    emb = source.load()
+    emb = source.load().emb
     emb.require_positions()
     start, stop = pos.parse_range(range_, emb.n_positions)
     labels = list(range(start, stop, step))

@@ -194,13 +194,17 @@ class Model:
     def embed(self, text: str, *, bos: bool = False, truncate: bool = False) -> Embedding:
         """Token + position embedding of each token of `text`, as the model's embedding layer
         computes it (eval mode). `truncate` keeps the first tokens that fit the positions."""
-        from embscope.analysis.embed import embed_ids
-
         ids = self.encode(text, bos=bos)
-        if not ids:
-            raise EmbscopeError(f"'{text}' has no tokens")
         if truncate and self.emb.wpe is not None:
             ids = ids[: self.emb.n_positions]
+        return self.embed_ids(ids, text)
+
+    def embed_ids(self, ids: list[int], text: str = "") -> Embedding:
+        """What the embedding layer computes for token ids at positions 0..T-1."""
+        from embscope.analysis.embed import embed_ids
+
+        if not ids:
+            raise EmbscopeError(f"'{text}' has no tokens")
         parts = embed_ids(self.emb, ids)
         return Embedding(text, tuple(ids), tuple(self.token(i) for i in ids), parts["token"],
                          parts.get("position"), parts["sum"])

@@ -138,8 +138,14 @@ class Embedding(_Records):
 
     def vector(self, component: str = "sum", pool: str = "none") -> np.ndarray:
         """The component's (T, d) rows, or one (d,) vector pooled by 'mean' or 'last'."""
+        from embscope.analysis.embed import COMPONENTS
         from embscope.analysis.embed import pool as pool_
+        from embscope.errors import EmbscopeError
 
+        if component not in COMPONENTS:
+            raise EmbscopeError(f"unknown component '{component}' (choose from {', '.join(COMPONENTS)})")
+        if component == "position" and self.position is None:
+            raise EmbscopeError("this model has no learned position embeddings")
         return pool_(self.parts()[component], pool)
 
     def parts(self) -> dict[str, np.ndarray]:

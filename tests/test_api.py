@@ -168,3 +168,21 @@ def test_errors_are_embscope_errors(gpt2):
         embscope.load("/no/such/model.safetensors")
     with pytest.raises(embscope.EmbscopeError, match="k must be at least 1"):
         m.neighbors("king", k=0)
+
+
+def test_embed_limits(gpt2, tmp_path):
+    m, model = gpt2
+    text = " x" * 70  # 70 tokens, 64 positions
+    with pytest.raises(embscope.EmbscopeError, match=r"^the text is 70 tokens but the model has only 64 positions"):
+        m.embed(text)
+    cut = m.embed(text, truncate=True)
+    ids = gpt2_tokenizer()(text)["input_ids"][:64]
+    with torch.no_grad():
+        ref = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[0][0].numpy()
+    np.testing.assert_allclose(cut.sum, ref, rtol=1e-6, atol=1e-6)
+    save_hf(tmp_path, "llama")
+    rotary = embscope.load(str(tmp_path)).embed("the cat")
+    assert rotary.position is None
+    np.testing.assert_array_equal(rotary.sum, rotary.token)
+    with pytest.raises(embscope.EmbscopeError, match="no learned position embeddings"):
+        rotary.vector("position")

@@ -18,27 +18,24 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) 
     return ((x64 - mu) / np.sqrt(var + eps) * weight + bias).astype(np.float32)
 
 
-def embed_ids(emb: Embeddings, ids: list[int], component: str = "sum") -> dict[str, np.ndarray]:
-    """{'token', 'position', 'sum'} (T, d) arrays for `ids` at positions 0..T-1.
+def embed_ids(emb: Embeddings, ids: list[int]) -> dict[str, np.ndarray]:
+    """{'token', 'position', 'sum'} (T, d) arrays for `ids` at positions 0..T-1 ('position' only
+    for models with learned positions).
 
     'sum' is the embedding layer's output: GPT-2 / nanoGPT / GPT-Neo `wte[ids] + wpe[0..T-1]`;
     OPT the same with its offset of 2 rows; BERT family word + position + token type 0, then the
     embedding LayerNorm; BLOOM word embeddings then its LayerNorm; rotary models (Llama...) the
     token embeddings alone."""
-    if component not in COMPONENTS:
-        raise UsageError(f"unknown component '{component}' (choose from {', '.join(COMPONENTS)})")
     T = len(ids)
     if emb.wpe is not None and T > emb.n_positions:
         raise EmbscopeError(
             f"the text is {T} tokens but the model has only {emb.n_positions} positions"
-            " (use --truncate to keep the first ones)"
+            " (truncate=True keeps the first ones)"
         )
     if T and max(ids) >= emb.n_tokens:
         raise EmbscopeError(f"token id {max(ids)} is beyond the model's {emb.n_tokens} tokens")
     if T and min(ids) < 0:  # a negative id (config.json's bos_token_id, say) would read from the end
         raise EmbscopeError(f"token id {min(ids)} is negative")
-    if component == "position":
-        emb.require_positions()  # a clear error for rotary / ALiBi models
     tok = emb.wte.take(ids)  # (T, d)
     out = {"token": tok}
     if emb.wpe is not None:

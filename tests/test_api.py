@@ -186,3 +186,12 @@ def test_embed_limits(gpt2, tmp_path):
     np.testing.assert_array_equal(rotary.sum, rotary.token)
     with pytest.raises(embscope.EmbscopeError, match="no learned position embeddings"):
         rotary.vector("position")
+
+
+def test_to_pandas(gpt2):
+    m, _ = gpt2
+    frame = m.neighbors("king", k=4).to_pandas()
+    assert list(frame.columns) == ["rank", "id", "token", "score"]
+    assert frame["id"].tolist() == m.neighbors("king", k=4).ids.tolist()
+    p = m.positions(stop=5)
+    assert p.to_pandas().loc[3, 4] == p.matrix[3, 4]

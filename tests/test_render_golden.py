@@ -14,7 +14,10 @@ import pytest
 from rich.console import Console
 from rich.style import Style
 
-from embscope.render.terminal import heatmap, histogram, line_plot
+from embscope.render.colors import SHADES
+from embscope.render.heatmap import heatmap
+from embscope.render.histogram import histogram
+from embscope.render.lineplot import line_plot
 
 
 def rendered(renderable) -> list[str]:
@@ -322,3 +325,22 @@ GOLDEN: dict[str, list[str]] = {
 def test_rendered_output_is_unchanged(name):
     assert rendered(CASES[name]()) == GOLDEN[name]
 
+
+# Text in pictures is escaped as display.sanitize specifies for every message: control, format,
+# surrogate, private-use (Co) and unassigned (Cn) characters and line/paragraph separators as
+# \xNN / \uNNNN / \UNNNNNNNN; backslashes kept.
+ODD = "a\x1b\u200b\ue000\U000f0000\u0378\u2028\\z"
+ODD_SHOWN = "a\\x1b\\u200b\\ue000\\U000f0000\\u0378\\u2028\\z"
+
+
+def test_picture_text_is_escaped_like_every_message():
+    lines = rendered(heatmap(np.eye(2), labels=[0, 1], max_width=80, color="none", title=ODD,
+                             value_label=ODD))
+    assert lines[0] == ODD_SHOWN and lines[-1] == f"0.00 [{SHADES}] 1.00  {ODD_SHOWN}"
+    lines = rendered(histogram(np.arange(4.0), bins=2, max_width=80, color="none", title=ODD,
+                               markers={ODD: 0.5}))
+    assert lines[0] == ODD_SHOWN and lines[1].endswith(f" ◂ {ODD_SHOWN}=0.5")
+    lines = rendered(line_plot([0, 1], [0, 1], max_width=80, height=2, title=ODD, x_label=ODD,
+                               y_label=ODD))
+    assert lines[0] == f"\x1b[1m{ODD_SHOWN}\x1b[0m" and lines[1] == ODD_SHOWN
+    assert lines[-1] == ODD_SHOWN.rjust(80)

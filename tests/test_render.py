@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.style import Style
 
 from embscope.errors import EmbscopeError
-from embscope.render import terminal
-from embscope.render.terminal import SHADES, heatmap, histogram, line_plot, pool_blocks, viridis
+from embscope.render.colors import NAN_RGB, SHADES, viridis
+from embscope.render.heatmap import heatmap, pool_blocks
+from embscope.render.histogram import EIGHTHS, histogram
+from embscope.render.lineplot import line_plot
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # everything but \t and \n
@@ -172,8 +174,8 @@ def test_heatmap_nan_cell_is_distinct():
     g = heatmap(m, labels=np.arange(6), max_width=40, color="truecolor", title="t",
                 value_label="v")
     row23 = cells(g.renderables[2])  # rows 2 (fg) and 3 (bg)
-    assert row23[3][0] == terminal.NAN_RGB
-    assert terminal.NAN_RGB not in [c for j, pair in enumerate(row23) if j != 3 for c in pair]
+    assert row23[3][0] == NAN_RGB
+    assert NAN_RGB not in [c for j, pair in enumerate(row23) if j != 3 for c in pair]
 
 
 def test_heatmap_axis_ticks_show_positions():
@@ -270,7 +272,7 @@ def parse_histogram(lines: list[str]):
 
 def bar_to_eighths(bar: str) -> int:
     bar = bar.rstrip(" ")
-    return sum(8 if ch == "█" else terminal.EIGHTHS.index(ch) + 1 for ch in bar)
+    return sum(8 if ch == "█" else EIGHTHS.index(ch) + 1 for ch in bar)
 
 
 @pytest.mark.parametrize("color", ["none", "truecolor"])

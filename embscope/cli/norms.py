@@ -100,7 +100,7 @@ def _picture(output, fmt, values, what, emb) -> None:
                            markers=markers)
         note(f"wrote {output}")
     elif fmt == "table":
-        from embscope.render.terminal import histogram
+        from embscope.render.histogram import histogram
 
         console, color = picture_console()
         console.print(histogram(finite, bins=20, max_width=console.width, color=color,

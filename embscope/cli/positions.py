@@ -60,7 +60,7 @@ def positions(
             out.write({"offset": off, "mean": float(value), "pairs": len(labels) - o})
         out.close()
         if fmt == "table":
-            from embscope.render.terminal import line_plot
+            from embscope.render.lineplot import line_plot
 
             console, _ = picture_console()
             console.print(line_plot(offsets, curve, max_width=console.width, height=10, title="",
@@ -75,7 +75,7 @@ def positions(
         save_heatmap_png(matrix, labels, output, title=title, value_label=value_label)
         return note(f"wrote {output}")
     if heatmap or fmt == "table":
-        from embscope.render.terminal import heatmap as draw
+        from embscope.render.heatmap import heatmap as draw
 
         console, color = picture_console()
         console.print(draw(matrix, labels=labels, max_width=console.width, color=color, title=title,

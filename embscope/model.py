@@ -488,7 +488,9 @@ def _describe_pipeline(spec: str, reader: _Reader) -> None:
 def _tied(reader: _Reader, layout: Layout) -> bool | None:
     if reader.tied is not None:  # the format says (llm.c: wte is the lm_head)
         return reader.tied
-    head = next((k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"), None)
+    heads = [k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"
+             or strip_compile_prefix(k).endswith(".lm_head.weight")]  # "model.lm_head.weight" (Lightning)
+    head = min(heads, key=len) if heads else None
     if head is None and _headless(reader.config):
         return None
     if head is not None:

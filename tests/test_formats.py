@@ -351,6 +351,8 @@ def test_llmc_bad_files(llmc, tmp_path, capsys):
         _spoil(src, tmp_path / "neg.bin", lambda d: d.__setitem__(slice(24, 28), (-16).to_bytes(4, "little", signed=True))):
             "a broken llm.c header ('channels' is -16)",
         str(llmc["root"] / "gpt2_tokenizer.bin"): "an llm.c tokenizer file, not a model (pass it with --tokenizer)",
+        _spoil(src, tmp_path / "llama3.bin", lambda d: d.__setitem__(slice(0, 4), (20240803).to_bytes(4, "little"))):
+            "an llm.c Llama 3 checkpoint (magic 20240803); embscope reads llm.c's GPT-2 checkpoints (magic 20240326)",
     }
     for path, message in cases.items():
         code, out, err = run(["info", "-m", path], capsys)
@@ -592,3 +594,75 @@ def test_tensorflow_and_flax_only_repos(foreign, capsys):
         assert (code, out, err) == (1, "", f"embscope: error: {where}: only {framework} weights ({name}); {hint}"
                                            f" AutoModel.from_pretrained(path, {flag}=True).save_pretrained(path))\n")
     assert load(str(foreign / "both")).format is Format.SAFETENSORS  # PyTorch weights beside them: read those
+
+
+def test_nanochat_bad_folders(nanochat, tmp_path, capsys, clean_home):
+    import shutil
+
+    folder = tmp_path / "d2"
+    shutil.copytree(nanochat["folder"], folder)
+    code, out, err = run(["info", "-m", str(folder), "--step", "150"], capsys)
+    assert (code, out, err) == (2, "", f"embscope: error: checkpoint step 150: {folder} has no nanochat model of"
+                                       " step 150 (steps: 100, 200)\n")
+    (folder / "meta_000200.json").write_text(json.dumps({"step": 200}))
+    code, out, err = run(["info", "-m", str(folder)], capsys)
+    assert (code, out, err) == (1, "", f"embscope: error: {folder / 'meta_000200.json'}: not a nanochat meta file"
+                                       " (no 'model_config')\n")
+    (folder / "meta_000200.json").write_text("{")
+    code, out, err = run(["info", "-m", str(folder)], capsys)
+    assert (code, out, err) == (1, "", f"embscope: error: {folder / 'meta_000200.json'}: not readable JSON"
+                                       " (JSONDecodeError)\n")
+    (folder / "meta_000200.json").unlink()  # a model file without its meta file is not a step
+    assert load(str(folder)).facts["step"] == 100
+
+
+def test_llmc_tokenizer_cut_short(llmc, tmp_path, capsys):
+    src = llmc["root"] / "gpt2_tokenizer.bin"
+    cut = tmp_path / "gpt2_tokenizer.bin"
+    cut.write_bytes(src.read_bytes()[:-3])
+    code, out, err = run(["info", "-m", str(llmc["alone"]), "--tokenizer", str(cut)], capsys)
+    assert (code, out, err) == (1, "", f"embscope: error: {cut}: the tokenizer file ends before its 50257 tokens do\n")
+    longer = tmp_path / "long" / "gpt2_tokenizer.bin"
+    longer.parent.mkdir()
+    longer.write_bytes(src.read_bytes() + b"\x00")
+    code, out, err = run(["info", "-m", str(llmc["alone"]), "--tokenizer", str(longer)], capsys)
+    assert (code, out, err) == (1, "", f"embscope: error: {longer}: 1 bytes after the last of its 50257 tokens\n")
+
+
+class _Whole(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte = torch.nn.Embedding(10, 4)
+
+
+def test_docs_quote_the_real_messages(llmc, nanochat, foreign, tiktoken_gpt2, tmp_path, capsys, clean_home):
+    """Every refusal in docs/formats.md is the message embscope prints (paths shown as PATH,
+    SPEC or FOLDER)."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "formats.md").read_text(encoding="utf-8")
+    whole = tmp_path / "whole.pt"
+    torch.save(_Whole(), whole)
+    src = llmc["root"] / "gpt2_124M.bin"
+    data = src.read_bytes()
+    (tmp_path / "v2.bin").write_bytes(data[:4] + (2).to_bytes(4, "little") + data[8:])
+    (tmp_path / "cut.bin").write_bytes(data[:-4])
+    (tmp_path / "llama3.bin").write_bytes((20240803).to_bytes(4, "little") + data[4:])
+    named = tmp_path / "named.pkl"
+    named.write_bytes(pickle.dumps(tiktoken_gpt2))
+    other = fw.save_nanochat_tokenizer(tmp_path, fw.nanochat_encoding(tiktoken_gpt2, 3000))
+    folder = str(nanochat["folder"])
+    runs = [(["-m", str(whole)], str(whole), "PATH"),
+            (["-m", str(foreign / "tf")], str(foreign / "tf"), "PATH"),
+            (["-m", str(foreign / "flax" / "flax_model.msgpack")], str(foreign / "flax" / "flax_model.msgpack"), "PATH"),
+            (["-m", str(tmp_path / "v2.bin")], str(tmp_path / "v2.bin"), "PATH"),
+            (["-m", str(tmp_path / "cut.bin")], str(tmp_path / "cut.bin"), "PATH"),
+            (["-m", str(tmp_path / "llama3.bin")], str(tmp_path / "llama3.bin"), "PATH"),
+            (["-m", str(llmc["root"] / "gpt2_tokenizer.bin")], str(llmc["root"] / "gpt2_tokenizer.bin"), "PATH"),
+            (["--tokenizer", str(named)], str(named), "PATH"),
+            (["-m", folder, "--tokenizer", str(other)], f"{folder}: the tokenizer ({other})", "SPEC: the tokenizer (PATH)"),
+            (["-m", folder, "--step", "150"], folder, "FOLDER"),
+            (["-m", str(src), "--step", "5"], str(src), "SPEC")]
+    for argv, path, shown in runs:
+        code, out, err = run(["info", *argv], capsys)
+        assert code in (1, 2) and out == "" and err.startswith("embscope: error: "), err
+        message = err.removeprefix("embscope: error: ").rstrip("\n").replace(path, shown)
+        assert f"`{message}`" in doc, message

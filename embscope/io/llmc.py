@@ -26,6 +26,7 @@ from embscope.io.steps import choose, steps_in
 MODEL_MAGIC = 20240326
 STATE_MAGIC = 20240327  # state_NNNNNNNN_NNNNN.bin: optimizer state and data position
 TOKENIZER_MAGIC = 20240328
+LLAMA3_MAGIC = 20240803  # train_llama3.py: another model, another layout
 HEADER_INTS = 256
 HEADER_BYTES = 4 * HEADER_INTS
 VERSIONS = {3: "F32", 5: "BF16"}
@@ -41,7 +42,7 @@ def magic(head: bytes) -> int | None:
     if len(head) < 4:
         return None
     value = int.from_bytes(head[:4], "little")
-    return value if value in (MODEL_MAGIC, STATE_MAGIC, TOKENIZER_MAGIC) else None
+    return value if value in (MODEL_MAGIC, STATE_MAGIC, TOKENIZER_MAGIC, LLAMA3_MAGIC) else None
 
 
 def snapshot(directory: str, step: int | None) -> str | None:
@@ -96,6 +97,9 @@ class LlmcReader:
         if kind == STATE_MAGIC:
             raise EmbscopeError(f"{self.path}: an llm.c training state (optimizer and data position), not"
                                 " model weights: use the model_NNNNNNNN.bin of the same step")
+        if kind == LLAMA3_MAGIC:
+            raise EmbscopeError(f"{self.path}: an llm.c Llama 3 checkpoint (magic {LLAMA3_MAGIC}); embscope reads"
+                                " llm.c's GPT-2 checkpoints (magic 20240326)")
         if kind != MODEL_MAGIC:
             raise EmbscopeError(f"{self.path}: not an llm.c model file (magic {kind}, expected {MODEL_MAGIC})")
         version = int(raw[1])

@@ -54,14 +54,19 @@ def find(spec: str, step: int | None) -> Checkpoint | None:
         folder = os.path.dirname(os.path.abspath(spec))
         if not m or not os.path.isfile(_meta_path(folder, m.group(1))):
             return None
-        steps = steps_in(folder, MODEL)
+        steps = _saved_steps(folder)
         chosen = int(m.group(1)) if step is None else choose(steps, step, folder, "nanochat model")
         return _checkpoint(folder, steps, chosen)
-    steps = {s: n for s, n in steps_in(spec, MODEL).items()
-             if os.path.isfile(_meta_path(spec, MODEL.fullmatch(n).group(1)))}
+    steps = _saved_steps(spec)
     if not steps:
         return None
     return _checkpoint(spec, steps, choose(steps, step, spec, "nanochat model"))
+
+
+def _saved_steps(folder: str) -> dict[int, str]:
+    """step -> model file name, for the steps whose meta file is there too."""
+    return {s: n for s, n in steps_in(folder, MODEL).items()
+            if os.path.isfile(_meta_path(folder, MODEL.fullmatch(n).group(1)))}
 
 
 def _meta_path(folder: str, digits: str) -> str:
@@ -96,7 +101,7 @@ class NanochatReader:
         vocab = config.get("vocab_size")
         self.n_tokens = vocab if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab > 0 else None
         self.facts = {"step": checkpoint.step,
-                      "steps": ", ".join(str(s) for s in checkpoint.steps),
+                      "steps": _steps_text(checkpoint.steps),
                       "model_args": {k: v for k, v in config.items()
                                      if isinstance(k, str) and isinstance(v, (bool, int, float, str))}}
         for key in ("val_bpb", "val_loss"):
@@ -127,6 +132,13 @@ class NanochatReader:
 
     def finish(self) -> None:
         self._weights.finish()
+
+
+def _steps_text(steps: list[int]) -> str:
+    """The saved steps, for `info`: all of them, or the first and last few of a long run."""
+    if len(steps) <= 8:
+        return ", ".join(map(str, steps))
+    return ", ".join(map(str, steps[:3])) + ", ..., " + ", ".join(map(str, steps[-3:])) + f" ({len(steps)} steps)"
 
 
 def find_tokenizer(checkpoint: Checkpoint) -> str | None:

@@ -163,7 +163,7 @@ def modded(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cases(llmc, nanochat, lightning, state_dicts, modded, tiktoken_gpt2) -> dict[str, Case]:
+def cases(llmc, nanochat, lightning, state_dicts, modded, st_folders, tiktoken_gpt2) -> dict[str, Case]:
     gpt2_ids = lambda text: tiktoken_gpt2.encode(text, allowed_special="all")  # noqa: E731
     nc_ids = lambda text: nanochat["enc"].encode(text, allowed_special="all")  # noqa: E731
     a = llmc["a"]
@@ -174,6 +174,8 @@ def cases(llmc, nanochat, lightning, state_dicts, modded, tiktoken_gpt2) -> dict
     sd, single, pair = state_dicts
     ckpt, lmodel = lightning
     mpath, mmodel = modded
+    st_base, bert, st_model = st_folders
+    st_ids = lambda text: st_model.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     return {
         "llmc": Case(str(llmc["root"] / "gpt2_124M.bin"), Format.LLMC, "gpt2", wte_a, f32(a.transformer.wpe.weight),
                      50257, gpt2_ids, True),
@@ -195,20 +197,31 @@ def cases(llmc, nanochat, lightning, state_dicts, modded, tiktoken_gpt2) -> dict
                         wte_key="student.transformer.wte.weight"),
         "modded": Case(str(mpath), Format.MODDED_NANOGPT, "modded_nanogpt", f32(mmodel.embed.weight), None, 50257,
                        gpt2_ids, False, wte_key="_orig_mod.embed.weight"),
+        "sentence-transformers": Case(str(st_base / "old"), Format.TORCH_STATE_DICT, "bert",
+                                      f32(bert.embeddings.word_embeddings.weight),
+                                      f32(bert.embeddings.position_embeddings.weight), len(st_model.tokenizer), st_ids,
+                                      None, wte_key="embeddings.word_embeddings.weight"),
     }
 
 
-NAMES = ["llmc", "llmc-bf16", "llmc-log", "nanochat", "lightning", "dataparallel", "distill", "modded"]
+NAMES = ["llmc", "llmc-bf16", "llmc-log", "nanochat", "lightning", "dataparallel", "distill", "modded",
+         "sentence-transformers"]
+SUM_OF_ROWS = [n for n in NAMES if n != "sentence-transformers"]  # BERT's embed adds more: tested below
 
 
-@pytest.fixture(params=NAMES)
+@pytest.fixture
 def case(request, cases, clean_home, tmp_path, monkeypatch) -> Case:
     monkeypatch.chdir(tmp_path)
     return cases[request.param]
 
 
+def every(names=NAMES):
+    return pytest.mark.parametrize("case", names, indirect=True)
+
+
 # --- what is read ---------------------------------------------------------------------------
 
+@every()
 def test_matrices_equal_the_models_own(case):
     emb = load(case.spec)
     assert emb.format is case.format
@@ -223,18 +236,21 @@ def test_matrices_equal_the_models_own(case):
     assert emb.tied is case.tied
 
 
+@every()
 def test_token_ids_equal_the_reference_tokenizer(case):
     emb = load(case.spec)
     for text in TEXTS:
         assert emb.tokenizer.encode(text) == case.ids(text), text
 
 
+@every()
 def test_neighbors_equal_brute_force(case, capsys):
     query = case.ids(" king")[0]
     code, out, err = run(["neighbors", f"#{query}", "-m", case.spec, "-k", "8", "-f", "tsv"], capsys)
     assert code == 0, err
     w = case.wte[:case.n_tokens].astype(np.float64)  # padding rows are never neighbours
-    scores = w @ w[query] / (np.linalg.norm(w, axis=1) * np.linalg.norm(w[query]))
+    with np.errstate(invalid="ignore"):  # BERT's [PAD] row is zeros: no direction, sorted last
+        scores = w @ w[query] / (np.linalg.norm(w, axis=1) * np.linalg.norm(w[query]))
     scores[query] = -np.inf
     order = np.argsort(-scores, kind="stable")[:8]
     rows = tsv(out)
@@ -242,6 +258,7 @@ def test_neighbors_equal_brute_force(case, capsys):
     np.testing.assert_allclose([float(r["score"]) for r in rows], scores[order], rtol=1e-4, atol=1e-5)
 
 
+@every()
 def test_norms_equal_numpy(case, capsys):
     code, out, err = run(["norms", "-m", case.spec, "--top", "5", "-f", "tsv"], capsys)
     assert code == 0, err
@@ -251,6 +268,7 @@ def test_norms_equal_numpy(case, capsys):
     np.testing.assert_allclose([float(r["norm"]) for r in rows], np.sort(norms)[::-1][:5], rtol=1e-5)
 
 
+@every(SUM_OF_ROWS)
 def test_embed_equals_rows_of_the_model(case, capsys):
     text = TEXTS[0]
     code, out, err = run(["embed", text, "-m", case.spec, "-f", "json"], capsys)
@@ -262,6 +280,7 @@ def test_embed_equals_rows_of_the_model(case, capsys):
     np.testing.assert_allclose(np.array(got["vectors"], dtype=np.float32), expected, rtol=1e-6, atol=1e-6)
 
 
+@every()
 def test_positions_equal_numpy_or_say_there_are_none(case, capsys, tmp_path):
     out_file = tmp_path / "p.npy"
     code, out, err = run(["positions", "-m", case.spec, "-o", str(out_file)], capsys)
@@ -276,6 +295,7 @@ def test_positions_equal_numpy_or_say_there_are_none(case, capsys, tmp_path):
     np.testing.assert_allclose(np.load(out_file), u @ u.T, rtol=1e-5, atol=1e-6)
 
 
+@every()
 def test_info_describes_it(case, capsys):
     code, out, err = run(["info", "-m", case.spec, "-f", "json"], capsys)
     assert code == 0, err

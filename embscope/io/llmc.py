@@ -82,8 +82,8 @@ class LlmcReader:
         if m:
             self.facts["step"] = int(m.group(1))
         C, item = header["channels"], ITEMSIZE[self.dtype]
-        self._shapes = {WTE_KEY: (HEADER_BYTES, (header["padded_vocab_size"], C)),
-                        WPE_KEY: (HEADER_BYTES + header["padded_vocab_size"] * C * item, (header["max_seq_len"], C))}
+        self._shapes = {WTE_KEY: (HEADER_BYTES, (header["padded_vocab_size"], C)),  # (Vp, C) at 1024
+                        WPE_KEY: (HEADER_BYTES + header["padded_vocab_size"] * C * item, (header["max_seq_len"], C))}  # (maxT, C)
         self.keys = list(self._shapes)
         self.read_bytes = HEADER_BYTES
 

@@ -135,7 +135,8 @@ def _splitter(pattern: str, source: str):
     try:
         split = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)
     except Exception as e:  # noqa: BLE001 - the library raises bare Exception on a bad pattern
-        raise EmbscopeError(f"{source}: its split pattern is not a usable regular expression ({first_line(e)})") from None
+        raise EmbscopeError(
+            f"{source}: its split pattern is not a usable regular expression ({first_line(e)})") from None
 
     def pieces(text: str) -> list[str]:
         return [p for p, _ in split.pre_tokenize_str(text)] if text else []

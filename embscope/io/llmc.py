@@ -82,14 +82,16 @@ class LlmcReader:
         if m:
             self.facts["step"] = int(m.group(1))
         C, item = header["channels"], ITEMSIZE[self.dtype]
-        self._shapes = {WTE_KEY: (HEADER_BYTES, (header["padded_vocab_size"], C)),  # (Vp, C) at 1024
-                        WPE_KEY: (HEADER_BYTES + header["padded_vocab_size"] * C * item, (header["max_seq_len"], C))}  # (maxT, C)
+        Vp, T = header["padded_vocab_size"], header["max_seq_len"]
+        # key -> (byte offset, shape): wte (Vp, C) right after the header, wpe (T, C) after it
+        self._shapes = {WTE_KEY: (HEADER_BYTES, (Vp, C)), WPE_KEY: (HEADER_BYTES + Vp * C * item, (T, C))}
         self.keys = list(self._shapes)
         self.read_bytes = HEADER_BYTES
 
     def _header(self) -> dict[str, int]:
         if self.file_bytes < HEADER_BYTES:
-            raise EmbscopeError(f"{self.path}: an llm.c file is at least {HEADER_BYTES} bytes (its header); this one has {self.file_bytes}")
+            raise EmbscopeError(f"{self.path}: an llm.c file is at least {HEADER_BYTES} bytes (its header);"
+                                f" this one has {self.file_bytes}")
         raw = np.fromfile(self.path, dtype="<i4", count=HEADER_INTS)
         kind = int(raw[0])
         if kind == TOKENIZER_MAGIC:

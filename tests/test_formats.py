@@ -624,6 +624,12 @@ def test_nanochat_bad_folders(nanochat, tmp_path, capsys, clean_home):
     code, out, err = run(["info", "-m", str(folder), "--step", "150"], capsys)
     assert (code, out, err) == (2, "", f"embscope: error: checkpoint step 150: {folder} has no nanochat model of"
                                        " step 150 (steps: 100, 200)\n")
+    meta = json.loads((folder / "meta_000200.json").read_text())
+    meta["model_config"]["vocab_size"] = 99999
+    (folder / "meta_000200.json").write_text(json.dumps(meta))
+    code, out, err = run(["info", "-m", str(folder)], capsys)
+    assert (code, out, err) == (1, "", f"embscope: error: {folder}: the checkpoint records a vocabulary of 99999"
+                                       " tokens, but its token embeddings have 4032 rows\n")
     (folder / "meta_000200.json").write_text(json.dumps({"step": 200}))
     code, out, err = run(["info", "-m", str(folder)], capsys)
     assert (code, out, err) == (1, "", f"embscope: error: {folder / 'meta_000200.json'}: not a nanochat meta file"
@@ -686,3 +692,36 @@ def test_docs_quote_the_real_messages(llmc, nanochat, foreign, tiktoken_gpt2, tm
         assert code in (1, 2) and out == "" and err.startswith("embscope: error: "), err
         message = err.removeprefix("embscope: error: ").rstrip("\n").replace(path, shown)
         assert f"`{message}`" in doc, message
+
+
+def test_nanochat_tokenizer_pickle_protocols_and_bad_contents(nanochat, tmp_path, monkeypatch, capsys):
+    """Any pickle protocol from 2 up reads the same (protocol 2 writes bytes through
+    _codecs.encode); an Encoding state of the wrong shape is one clear error."""
+    import tiktoken
+
+    from embscope.io.nanochat import read_tokenizer
+
+    enc = nanochat["enc"]
+    for protocol in (2, 3, 4, 5):
+        path = tmp_path / f"p{protocol}.pkl"
+        path.write_bytes(pickle.dumps(enc, protocol=protocol))
+        assert read_tokenizer(str(path)).encode(TEXTS[1]) == enc.encode(TEXTS[1], allowed_special="all")
+    monkeypatch.setattr(tiktoken.Encoding, "__getstate__", lambda self: {"name": "x", "pat_str": 5,
+                                                                          "mergeable_ranks": {}, "special_tokens": {}})
+    bad = tmp_path / "tokenizer.pkl"
+    bad.write_bytes(pickle.dumps(enc))
+    code, out, err = run(["info", "--tokenizer", str(bad)], capsys)
+    assert (code, out, err) == (1, "", f"embscope: error: {bad}: a tiktoken Encoding without the mergeable_ranks"
+                                       " (bytes -> id), pat_str and special_tokens (str -> id) it should hold\n")
+
+
+def test_nanochat_optimizer_files_are_never_opened(nanochat, tmp_path, clean_home):
+    import shutil
+
+    folder = tmp_path / "d2"
+    shutil.copytree(nanochat["folder"], folder)
+    for optim in folder.glob("optim_*.pt"):
+        optim.write_bytes(b"not a torch file at all")
+    emb = load(str(folder))
+    assert emb.files == [str(folder / "model_000200.pt")]
+    assert np.array_equal(emb.wte.to_float32(), f32(nanochat["models"][200].transformer.wte.weight))

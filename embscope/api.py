@@ -17,13 +17,16 @@ from embscope.results import Embedding, KnnBlock, Neighbors, Norms, PositionSimi
 
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
-         tokenizer: str | None = None, meta: str | None = None) -> Model:
-    """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory or a
-    Hugging Face hub id (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None
-    and $EMBSCOPE_MODEL is unset. Reads only the embedding tensors, memory-mapped; never torch."""
+         tokenizer: str | None = None, meta: str | None = None, step: int | None = None) -> Model:
+    """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory, a
+    training-run folder (nanochat, llm.c: the last step, or `step`) or a Hugging Face hub id
+    (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None and $EMBSCOPE_MODEL
+    is unset. Reads only the embedding tensors, memory-mapped; never torch. What loading noticed
+    (which keys were taken, say) is in `Model.emb.notes`."""
     from embscope.model import load as load_embeddings
 
-    return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta))
+    return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta,
+                                 step=step))
 
 
 def _choice(name: str, value: str, allowed: Iterable[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from embscope.errors import EmbscopeError
 
@@ -18,6 +18,7 @@ TOKEN_SUFFIXES = [
     ("embed_in.weight", "gpt_neox"),  # Pythia / GPT-NeoX
     ("word_embeddings.weight", "bloom"),  # BLOOM
     ("tok_embeddings.weight", "llama"),  # Meta's original Llama layout
+    ("embed.weight", "modded_nanogpt"),  # modded-nanogpt (rotary, GPT-2 vocabulary padded to 50304)
 ]
 POSITION_SUFFIXES = {
     "gpt2": "wpe.weight",
@@ -27,6 +28,9 @@ POSITION_SUFFIXES = {
 # config.json model_type values whose position rows are shifted: row of position 0.
 ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"}
 OPT_POSITION_OFFSET = 2  # OPTLearnedPositionalEmbedding.offset
+# Families whose 50257/50304-row vocabularies are GPT-2's BPE (padded for speed).
+GPT2_VOCAB_FAMILIES = ("gpt2", "modded_nanogpt")
+NANOCHAT_MARK = "attn.c_q.weight"  # nanochat: wte named as in GPT-2, separate q/k/v, rotary
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Layout:
     token_type_key: str | None = None
     norm_keys: tuple[str, str] | None = None  # (weight, bias) of the embedding LayerNorm
     norm_eps: float = 1e-12
+    others: list[str] = field(default_factory=list)  # other tensors that matched the token name
 
 
 def strip_compile_prefix(key: str) -> str:
@@ -49,11 +54,24 @@ def strip_compile_prefix(key: str) -> str:
     return key
 
 
-def _find(keys: list[str], suffix: str) -> str | None:
-    hits = [k for k in keys if strip_compile_prefix(k) == suffix
+def _hits(keys: list[str], suffix: str) -> list[str]:
+    return [k for k in keys if strip_compile_prefix(k) == suffix
             or strip_compile_prefix(k).endswith("." + suffix)]
-    # Prefer the shortest name: "transformer.wte.weight" over a nested copy.
-    return min(hits, key=len) if hits else None
+
+
+def _find(keys: list[str], suffix: str, prefix: str | None = None) -> str | None:
+    hits = _hits(keys, suffix)
+    # The one under `prefix` (where the token embeddings are: "student." in a distillation
+    # checkpoint), else the shortest name: "transformer.wte.weight" over a nested copy.
+    same = [k for k in hits if prefix is not None and _prefix(k, suffix) == prefix]
+    return min(same or hits, key=len) if hits else None
+
+
+def _prefix(key: str, suffix: str) -> str:
+    """What comes before the family's tensor name: "student." in "student.transformer.wte.weight"
+    matched against "transformer.wte.weight"."""
+    name = strip_compile_prefix(key)
+    return name[: len(name) - len(suffix)]
 
 
 def _config_number(config: dict, key: str, default, kind: type):
@@ -81,11 +99,13 @@ def detect_layout(
     """Find the embedding tensors among `keys`; `wte_key`/`wpe_key` override the search."""
     config = config or {}
     family = None
+    others: list[str] = []
     if wte_key is None:
         for suffix, fam in TOKEN_SUFFIXES:
-            wte_key = _find(keys, suffix)
-            if wte_key:
-                family = fam
+            hits = _hits(keys, suffix)
+            if hits:
+                wte_key, family = _find(keys, suffix), fam
+                others = [k for k in hits if k != wte_key]
                 break
         if wte_key is None:
             raise EmbscopeError(
@@ -98,13 +118,17 @@ def detect_layout(
     if family is None:
         family = next((f for s, f in TOKEN_SUFFIXES if strip_compile_prefix(wte_key).endswith(s)), "custom")
 
-    layout = Layout(family=family, wte_key=wte_key, wpe_key=None)
+    layout = Layout(family=family, wte_key=wte_key, wpe_key=None, others=others)
     if wpe_key is not None:
         if wpe_key not in keys:
             raise EmbscopeError(f"--wpe-key: no tensor named '{wpe_key}' in the checkpoint")
         layout.wpe_key = wpe_key
     elif family in POSITION_SUFFIXES:
-        layout.wpe_key = _find(keys, POSITION_SUFFIXES[family])
+        token_suffix = next(s for s, f in TOKEN_SUFFIXES if f == family)
+        prefix = _prefix(wte_key, token_suffix) if strip_compile_prefix(wte_key).endswith(token_suffix) else None
+        layout.wpe_key = _find(keys, POSITION_SUFFIXES[family], prefix)
+    if family == "gpt2" and layout.wpe_key is None and _find(keys, NANOCHAT_MARK):
+        layout.family = "nanochat"
 
     model_type = config.get("model_type")
     if family == "opt" and layout.wpe_key:

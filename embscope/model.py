@@ -17,7 +17,8 @@ import numpy as np
 
 from embscope import tokenizer as tokenizers_
 from embscope.errors import EmbscopeError
-from embscope.families import Layout, detect_layout, strip_compile_prefix
+from embscope.families import GPT2_VOCAB_FAMILIES, Layout, detect_layout, strip_compile_prefix
+from embscope.formats import Format
 from embscope.io.hub import HubRepo, looks_like_hub_id
 from embscope.io.matrix import Matrix
 from embscope.tokenizer import Tokenizer
@@ -49,7 +50,7 @@ class Embeddings:
     """The embedding layer of one model, with what we know about where it came from."""
 
     source: str  # what the user named (path or hub id)
-    format: str
+    format: Format
     layout: Layout
     wte: Matrix  # (V, d)
     wpe: Matrix | None  # (P, d), None for models without learned positions
@@ -64,6 +65,7 @@ class Embeddings:
     token_type0: np.ndarray | None = None  # (d,) BERT family: token type 0 is always added
     norm: tuple[np.ndarray, np.ndarray, float] | None = None  # embedding LayerNorm (w, b, eps)
     load_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # for people (stderr): which tensors were guessed
 
     @property
     def name(self) -> str:
@@ -103,15 +105,19 @@ class Embeddings:
 
 
 class _Reader:
-    """Uniform access to the tensors of one checkpoint, whatever its format."""
+    """Uniform access to the tensors of one checkpoint, whatever its format. Readers of other
+    formats (embscope/io/llmc.py, nanochat.py) have the same shape, and may add `n_tokens` (the
+    vocabulary size the format records: rows past it are padding) and `tied` (known weight tying)."""
 
-    format: str
+    format: Format
     keys: list[str]
     files: list[str]
     file_bytes: int
     read_bytes: int
     facts: dict
     config: dict
+    n_tokens: int | None = None
+    tied: bool | None = None
 
     def matrix(self, key: str) -> Matrix: ...
     def vector(self, key: str) -> np.ndarray: ...
@@ -130,11 +136,11 @@ class _SafetensorsReader(_Reader):
             f = SafetensorsFile(paths)
             self._files[paths] = f
             self._where = {k: paths for k in f.tensors}
-            self.format = "safetensors"
+            self.format = Format.SAFETENSORS
             self.facts.update(f.metadata)
         else:  # sharded: key -> shard file name, fetched on demand
             self._where = paths
-            self.format = "safetensors (sharded)"
+            self.format = Format.SAFETENSORS_SHARDED
         self._fetch = fetch
         self.keys = list(self._where)
         self.read_bytes = 0
@@ -169,39 +175,15 @@ class _SafetensorsReader(_Reader):
 class _TorchReader(_Reader):
     def __init__(self, path: str, config: dict):
         from embscope.io.torch_archive import TorchArchive
+        from embscope.io.training_checkpoints import identify
 
         self.config = config
-        self.facts = {}
         self.files = [path]
         self.file_bytes = os.path.getsize(path)
         self._archive = TorchArchive(path)
-        tree = self._archive.tree
-        state = tree
-        if isinstance(tree, dict) and "model" in tree and isinstance(tree["model"], dict):
-            state = tree["model"]
-            self.format = "nanoGPT checkpoint (torch zip)"
-            for k in ("iter_num", "best_val_loss"):
-                value = self._scalar(tree.get(k))
-                if value is not None:
-                    self.facts[k] = value
-            # Plain values only: anything else from a hostile pickle (a list nested in itself
-            # through the memo, say) could take forever to print.
-            if isinstance(tree.get("model_args"), dict):
-                self.facts["model_args"] = _plain(tree["model_args"])
-            if isinstance(tree.get("config"), dict):
-                self.facts["config"] = _plain(tree["config"])
-                if isinstance(tree["config"].get("dataset"), str):
-                    self.facts["dataset"] = tree["config"]["dataset"]
-        else:
-            self.format = "torch state dict (zip)"
-        from embscope.io.restricted_pickle import TensorRef
-
-        if not isinstance(state, dict) or not any(isinstance(v, TensorRef) for v in state.values()):
-            raise EmbscopeError(
-                f"{path}: a torch checkpoint, but neither a state dict nor a nanoGPT checkpoint"
-                " (no 'model' entry)"
-            )
-        self._state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, TensorRef)}
+        # nanoGPT, modded-nanogpt, Lightning or a plain state dict: format, tensors, training facts
+        contents = identify(self._archive.tree, path, self._scalar)
+        self.format, self._state, self.facts = contents.format, contents.state, contents.facts
         self.keys = list(self._state)
         self.read_bytes = self._archive.bytes_read
 
@@ -231,12 +213,6 @@ class _TorchReader(_Reader):
 
     def finish(self) -> None:
         pass
-
-
-def _plain(d: dict) -> dict:
-    """The entries of a pickled dict whose keys are strings and values plain scalars."""
-    return {k: v for k, v in d.items() if isinstance(k, str)
-            and (v is None or isinstance(v, (bool, int, float, str)))}
 
 
 def _read_json(path: str | None) -> dict:
@@ -275,8 +251,38 @@ def _local_fetch(directory: str):
     return fetch
 
 
-def _open_reader(spec: str):
+def _open_local(spec: str, step: int | None):
+    """Local formats known by their folder layout or file header (nanochat, llm.c, a
+    sentence-transformers pipeline, TF/Flax-only folders): (reader, directory, fetch), or None."""
+    from embscope.io import hf_layouts, llmc, nanochat
+    from embscope.io.steps import no_steps
+
+    if not (os.path.isfile(spec) or os.path.isdir(spec)):
+        no_steps(step, spec)
+        return None
+    found = nanochat.find(spec, step)
+    if found is not None:
+        weights = _TorchReader(found.model_path, {})
+        return nanochat.NanochatReader(found, weights), found.folder, _local_fetch(found.folder)
+    folder = spec if os.path.isdir(spec) else os.path.dirname(os.path.abspath(spec))
+    if os.path.isdir(spec) or (step is not None and llmc.SNAPSHOT.fullmatch(os.path.basename(spec))):
+        snapshot = llmc.snapshot(folder, step)
+        if snapshot is not None:
+            return llmc.LlmcReader(snapshot), folder, _local_fetch(folder)
+    no_steps(step, spec)
+    if os.path.isdir(spec):
+        pipeline = hf_layouts.pipeline(spec)
+        if pipeline is not None and pipeline.folder != spec:
+            return _open_reader(pipeline.folder)
+        hf_layouts.refuse_foreign_weights(spec, WEIGHT_FILES)
+    return None
+
+
+def _open_reader(spec: str, step: int | None = None):
     """(reader, directory of the model or None, fetch function for sibling files)."""
+    local = _open_local(spec, step)
+    if local is not None:
+        return local
     if os.path.isfile(spec):
         directory = os.path.dirname(os.path.abspath(spec))
         fetch = _local_fetch(directory)
@@ -330,7 +336,7 @@ class _ShardedTorchReader(_Reader):
         self._where, self.config, self._fetch = weight_map, config, fetch
         self._readers: dict[str, _TorchReader] = {}
         self.keys = list(weight_map)
-        self.format = "torch state dict (sharded)"
+        self.format = Format.TORCH_SHARDED
         self.facts, self.files, self.file_bytes, self.read_bytes = {}, [], 0, 0
 
     def _reader(self, key: str) -> _TorchReader:
@@ -357,12 +363,16 @@ def _reader_for_file(path: str, config: dict):
         return _SafetensorsReader(path, config)
     if os.path.getsize(path) == 0:
         raise EmbscopeError(f"{path}: empty file")
+    from embscope.io import hf_layouts, llmc
     from embscope.io.torch_archive import is_zip
 
     if is_zip(path):
         return _TorchReader(path, config)
     with open(path, "rb") as f:
         head = f.read(8)
+    if llmc.magic(head) is not None:
+        return llmc.LlmcReader(path)
+    hf_layouts.refuse_foreign_file(path, head)
     if len(head) == 8 and int.from_bytes(head, "little") < os.path.getsize(path) and head[:1] != b"\x80":
         return _SafetensorsReader(path, config)  # raises a precise error if it is not one
     if head[:1] == b"\x80":
@@ -380,11 +390,14 @@ def load(
     wpe_key: str | None = None,
     tokenizer: str | None = None,
     meta: str | None = None,
+    step: int | None = None,
 ) -> Embeddings:
-    """Load the embedding layer of the model named by `spec` (see the README for what it may be)."""
+    """Load the embedding layer of the model named by `spec` (see the README for what it may be).
+    `step` picks one saved step of a folder of training steps (nanochat, llm.c); default: the last."""
     t0 = time.perf_counter()
     spec = os.path.expanduser(spec or os.environ.get(ENV_MODEL) or default_model_dir())
-    reader, directory, fetch = _open_reader(spec)
+    reader, directory, fetch = _open_reader(spec, step)
+    _describe_pipeline(spec, reader)
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
     wte = reader.matrix(layout.wte_key)
     wpe = reader.matrix(layout.wpe_key) if layout.wpe_key else None
@@ -399,7 +412,8 @@ def load(
     if wpe is not None and wpe.shape[0] <= layout.position_offset:
         raise EmbscopeError(f"{spec}: the position matrix has no rows past its offset")
     emb = Embeddings(source=spec, format=reader.format, layout=layout, wte=wte, wpe=wpe,
-                     tokenizer=None, n_tokens=wte.shape[0])
+                     tokenizer=None, n_tokens=_recorded_vocab(spec, reader, wte) or wte.shape[0])
+    emb.notes = _guessed_keys(reader, layout, wte_key, wpe_key)
     if layout.token_type_key:
         types = reader.matrix(layout.token_type_key)
         if types.shape[0] < 1 or types.shape[1] != wte.shape[1]:
@@ -422,6 +436,11 @@ def load(
                 f"{spec}: the tokenizer ({emb.tokenizer.source}) has {emb.tokenizer.vocab_size}"
                 f" ids but the model only {emb.vocab_rows} token embeddings: they do not belong together"
             )
+        if reader.n_tokens is not None and emb.tokenizer.vocab_size != reader.n_tokens:
+            raise EmbscopeError(
+                f"{spec}: the tokenizer ({emb.tokenizer.source}) has {emb.tokenizer.vocab_size} ids but"
+                f" the checkpoint records a vocabulary of {reader.n_tokens}: they do not belong together"
+            )
         emb.n_tokens = emb.tokenizer.vocab_size
     reader.finish()
     emb.files, emb.file_bytes, emb.read_bytes = reader.files, reader.file_bytes, reader.read_bytes
@@ -436,8 +455,42 @@ def _headless(config: dict) -> bool:
         isinstance(a, str) and a.endswith("Model") and "Head" not in a for a in archs)
 
 
+def _recorded_vocab(spec: str, reader: _Reader, wte: Matrix) -> int | None:
+    """The vocabulary size the checkpoint itself records (llm.c header, nanochat model_config)."""
+    n = reader.n_tokens
+    if n is not None and not 0 < n <= wte.shape[0]:
+        raise EmbscopeError(f"{spec}: the checkpoint records a vocabulary of {n} tokens, but its"
+                            f" token embeddings have {wte.shape[0]} rows")
+    return n
+
+
+def _guessed_keys(reader: _Reader, layout: Layout, wte_key, wpe_key) -> list[str]:
+    """What to tell people when the tensors were picked by name out of a bare state dict."""
+    bare = reader.format in (Format.TORCH_STATE_DICT, Format.LIGHTNING) and not reader.config
+    if wte_key is not None or not (bare or layout.others):
+        return []
+    took = f"token embeddings from '{layout.wte_key}'"
+    if layout.wpe_key:
+        took += f", position embeddings from '{layout.wpe_key}'"
+    also = f"; also found {', '.join(repr(k) for k in layout.others[:3])}" if layout.others else ""
+    return [f"note: {took} (found by name{also}; --wte-key/--wpe-key name others)"]
+
+
+def _describe_pipeline(spec: str, reader: _Reader) -> None:
+    """A sentence-transformers folder: record its modules (the weights are its Transformer's)."""
+    from embscope.io import hf_layouts
+
+    pipeline = hf_layouts.pipeline(spec) if os.path.isdir(spec) else None
+    if pipeline is not None:
+        reader.facts["sentence_transformers"] = pipeline.description
+
+
 def _tied(reader: _Reader, layout: Layout) -> bool | None:
-    head = next((k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"), None)
+    if reader.tied is not None:  # the format says (llm.c: wte is the lm_head)
+        return reader.tied
+    heads = [k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"
+             or strip_compile_prefix(k).endswith(".lm_head.weight")]  # "model.lm_head.weight" (Lightning)
+    head = min(heads, key=len) if heads else None
     if head is None and _headless(reader.config):
         return None
     if head is not None:
@@ -451,7 +504,7 @@ def _tied(reader: _Reader, layout: Layout) -> bool | None:
     if head is None and reader.facts.get("format") == "nanogpt":
         return True  # safetensors exported from nanoGPT (embscope's bundled model): GPT ties them
     if head is None:
-        return True if reader.format.startswith("safetensors") and reader.config else None
+        return True if reader.format.safetensors and reader.config else None
     return None
 
 
@@ -460,7 +513,18 @@ def _tokenizer(spec, reader, directory, fetch, emb: Embeddings, path, meta) -> T
         return tokenizers_.from_path(path)
     if meta:
         return tokenizers_.from_meta_pkl(meta)
-    if reader.format.startswith("nanoGPT"):
+    if reader.format is Format.NANOCHAT:
+        from embscope.io import nanochat
+
+        found = nanochat.find_tokenizer(reader.checkpoint)
+        return nanochat.read_tokenizer(found) if found else None
+    if reader.format is Format.LLMC:
+        from embscope.io import llmc
+
+        found = llmc.find_tokenizer(reader.path)
+        if found:
+            return llmc.read_tokenizer(found)
+    elif reader.format is Format.NANOGPT:
         found = _find_meta_pkl(spec, emb.facts.get("dataset"))
         if found:
             return tokenizers_.from_meta_pkl(found)
@@ -471,7 +535,8 @@ def _tokenizer(spec, reader, directory, fetch, emb: Embeddings, path, meta) -> T
         tok = tokenizers_.from_directory(directory)
         if tok is not None:
             return tok
-    if emb.vocab_rows in (GPT2_VOCAB, NANOGPT_PADDED_VOCAB) and emb.layout.family == "gpt2":
+    gpt2_sized = emb.vocab_rows in (GPT2_VOCAB, NANOGPT_PADDED_VOCAB) or reader.n_tokens == GPT2_VOCAB
+    if gpt2_sized and emb.layout.family in GPT2_VOCAB_FAMILIES and reader.n_tokens in (None, GPT2_VOCAB):
         return tokenizers_.bundled_gpt2()
     return None
 

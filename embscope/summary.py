@@ -6,6 +6,12 @@ from embscope.display import sanitize
 from embscope.model import Embeddings, default_model_dir, display_path
 
 
+# Facts a checkpoint format records (nanoGPT, nanochat, llm.c, modded-nanogpt, Lightning, a
+# sentence-transformers pipeline), in this order; other string facts are file metadata (meta.*).
+TRAINING_FACTS = ("iter_num", "step", "steps", "epoch", "global_step", "best_val_loss", "val_bpb", "val_loss",
+                  "dataset", "llmc_version", "lightning_version", "sentence_transformers")
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
@@ -38,11 +44,11 @@ def describe(emb: Embeddings) -> list[tuple[str, object]]:
         rows.append(("embedding_layernorm", f"{lay.norm_keys[0]} (eps {emb.norm[2]:g})"))
     if lay.token_type_key:
         rows.append(("token_type_tensor", lay.token_type_key))
-    for key in ("iter_num", "best_val_loss", "dataset"):
+    for key in TRAINING_FACTS:
         if key in emb.facts:
             rows.append((key, emb.facts[key]))
     for key, value in sorted(emb.facts.items()):
-        if key not in ("iter_num", "best_val_loss", "dataset", "model_args", "config") and isinstance(value, str):
+        if key not in TRAINING_FACTS + ("model_args", "config") and isinstance(value, str):
             rows.append((f"meta.{key}", value))
     if isinstance(emb.facts.get("model_args"), dict):
         rows.append(("model_args", ", ".join(f"{k}={v}" for k, v in emb.facts["model_args"].items())))

@@ -280,8 +280,14 @@ def from_path(path: str) -> Tokenizer:
     if not os.path.exists(path):
         raise EmbscopeError(f"{path}: no such file or directory")
     name = os.path.basename(path)
+    if name.endswith(".bin"):  # llm.c's gpt2_tokenizer.bin
+        from embscope.io.llmc import read_tokenizer
+
+        return read_tokenizer(path)
     if name.endswith(".pkl"):
-        return from_meta_pkl(path)
+        from embscope.io import nanochat
+
+        return nanochat.read_tokenizer(path) if nanochat.is_tiktoken_pickle(path) else from_meta_pkl(path)
     if name.endswith(".json") and name != "vocab.json":
         return from_tokenizer_json(path)
     if name == "vocab.json":
@@ -289,4 +295,5 @@ def from_path(path: str) -> Tokenizer:
         return from_vocab_merges(path, merges)
     if name.endswith(".txt"):
         return from_wordpiece(path, _lowercase(os.path.dirname(path)))
-    raise EmbscopeError(f"{path}: unknown tokenizer file (expected tokenizer.json, vocab.json, vocab.txt or meta.pkl)")
+    raise EmbscopeError(f"{path}: unknown tokenizer file (expected tokenizer.json, vocab.json, vocab.txt,"
+                        " meta.pkl, nanochat's tokenizer.pkl or llm.c's gpt2_tokenizer.bin)")

@@ -252,7 +252,8 @@ CASES = [
     ("--tokenizer missing", ["info", "-m", "{tiny}", "--tokenizer", "{base}/nope.json"], 1,
      "{base}/nope.json: no such file or directory", None),
     ("--tokenizer of no known kind", ["info", "-m", "{tiny}", "--tokenizer", "{tiny}"], 1, "{tiny}: unknown tokenizer"
-     " file (expected tokenizer.json, vocab.json, vocab.txt or meta.pkl)", None),
+     " file (expected tokenizer.json, vocab.json, vocab.txt, meta.pkl, nanochat's tokenizer.pkl or llm.c's"
+     " gpt2_tokenizer.bin)", None),
     ("meta.pkl with a negative id", ["info", "-m", "{char}", "--meta", "{negmeta}"], 1, "{negmeta}: not a nanoGPT"
      " meta.pkl ('stoi' and 'itos' do not number the same characters 0..{nchars_1})", None),
     ("tokenizer fails on the text", ["neighbors", "zzz", "-k", "1", "-m", "{unktok}"], 1, "{unktok}/tokenizer.json:"
@@ -268,7 +269,7 @@ CASES = [
     # --- torch zips ---
     ("zip, not torch", ["info", "-m", "{notorch}"], 1, "{notorch}: a zip file, but not a torch checkpoint (no data.pkl)", None),
     ("ckpt.pt without 'model'", ["info", "-m", "{foo}"], 1, "{foo}: a torch checkpoint, but neither a state dict nor a"
-     " nanoGPT checkpoint (no 'model' entry)", None),
+     " checkpoint of nanoGPT, modded-nanogpt or PyTorch Lightning (no 'model' or 'state_dict' entry)", None),
     ("empty ckpt.pt", ["info", "-m", "{emptyckpt}"], 1, "{emptyckpt}: empty file", None),
     ("deflated entries", ["info", "-m", "{deflated}"], 1, "{deflated}: zip entry '{prefix}data.pkl' is compressed;"
      " torch never does that", None),

@@ -18,15 +18,20 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 WteKeyOpt = Annotated[Optional[str], typer.Option("--wte-key", help="Name of the token embedding tensor.")]
 WpeKeyOpt = Annotated[Optional[str], typer.Option("--wpe-key", help="Name of the position embedding tensor.")]
 TokenizerOpt = Annotated[Optional[str], typer.Option(
-    "--tokenizer", metavar="PATH", help="tokenizer.json, vocab.json, vocab.txt, meta.pkl or a directory.")]
+    "--tokenizer", metavar="PATH", help="tokenizer.json, vocab.json, vocab.txt, meta.pkl, nanochat tokenizer.pkl,"
+    " llm.c gpt2_tokenizer.bin or a directory.")]
 MetaOpt = Annotated[Optional[str], typer.Option("--meta", metavar="PATH", help="nanoGPT meta.pkl (character vocabulary).")]
+_STEP_HELP = "Training step to read from a folder of steps (nanochat, llm.c snapshots). Default: the last."
+# `positions` has a --step of its own (every S-th position): there only --checkpoint-step is offered.
+StepOpt = Annotated[Optional[int], typer.Option("--step", "--checkpoint-step", metavar="N", help=_STEP_HELP)]
+CheckpointStepOpt = Annotated[Optional[int], typer.Option("--checkpoint-step", metavar="N", help=_STEP_HELP)]
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", "-f", metavar="FMT",
     help="table, tsv, csv, json or jsonl. Default: table on a terminal, tsv otherwise.")]
 
 
 MODEL_OPTIONS = [("model", ModelOpt), ("wte_key", WteKeyOpt), ("wpe_key", WpeKeyOpt),
-                 ("tokenizer", TokenizerOpt), ("meta", MetaOpt)]
+                 ("tokenizer", TokenizerOpt), ("meta", MetaOpt), ("checkpoint_step", StepOpt)]
 
 
 @dataclass
@@ -38,13 +43,17 @@ class ModelSource:
     wpe_key: str | None = None
     tokenizer: str | None = None
     meta: str | None = None
+    checkpoint_step: int | None = None
 
     def load(self):
         """The model, as `embscope.load` gives it (an `embscope.api.Model`)."""
         from embscope.api import load
 
-        m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer, meta=self.meta)
+        m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer,
+                 meta=self.meta, step=self.checkpoint_step)
         emb = m.emb
+        for message in emb.notes:
+            note(message)
         debug(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
               f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
         return m
@@ -52,9 +61,11 @@ class ModelSource:
 
 def model_command(command):
     """Give `command` the options every command shares (-m, --wte-key, --wpe-key, --tokenizer,
-    --meta), passed to it as one `source: ModelSource` argument."""
+    --meta, --step), passed to it as one `source: ModelSource` argument."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "source"]
-    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+    has_step = any(p.name == "step" for p in own)
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation=CheckpointStepOpt if name == "checkpoint_step" and has_step else annotation)
               for name, annotation in MODEL_OPTIONS]
 
     @functools.wraps(command)

@@ -186,6 +186,64 @@ class TorchArchiveUnpickler(_CheckedUnpickler):
         raise pickle.UnpicklingError("unsupported persistent id")
 
 
+class _EncodingState:
+    """Stands in for tiktoken.core.Encoding: made empty by NEWOBJ, it keeps what BUILD hands
+    it (the dict Encoding.__getstate__ returned) and runs nothing."""
+
+    state: object = None
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+
+def _latin1_bytes(text, encoding):
+    """bytes as pickle protocol 2 writes them: _codecs.encode(str, 'latin1'), nothing else."""
+    if type(text) is not str or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode used for something other than bytes")
+    return text.encode("latin-1")
+
+
+class TiktokenEncodingUnpickler(_CheckedUnpickler):
+    """Reads a pickled tiktoken.Encoding (nanochat's tokenizer.pkl) as an _EncodingState: the
+    one global such a pickle names is mapped to that stand-in; tiktoken is never imported."""
+
+    dispatch = dict(_CheckedUnpickler.dispatch)
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("tiktoken.core", "Encoding"):
+            return _EncodingState
+        if (module, name) == ("_codecs", "encode"):  # protocol 2 writes bytes this way
+            return _latin1_bytes
+        raise _refuse(self, module, name)
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("unsupported persistent id")
+
+    def _newobj(self):
+        args, cls = self.stack.pop(), self.stack.pop()
+        if cls is not _EncodingState or args != ():
+            raise pickle.UnpicklingError("NEWOBJ of something other than a tiktoken Encoding")
+        self.append(_EncodingState())
+
+    def _build(self):
+        state, inst = self.stack[-1], self.stack[-2]
+        if type(inst) is not _EncodingState or inst.state is not None:
+            raise pickle.UnpicklingError("BUILD of something other than a tiktoken Encoding")
+        self.stack.pop()
+        inst.__setstate__(state)
+
+    dispatch[pickle.NEWOBJ[0]] = _newobj
+    dispatch[pickle.BUILD[0]] = _build
+
+
+def encoding_state(data: bytes, what: str) -> object:
+    """What a pickled tiktoken.Encoding holds (a dict, or a registered encoding's name)."""
+    obj = safe_loads(data, TiktokenEncodingUnpickler, what)
+    if not isinstance(obj, _EncodingState):
+        raise EmbscopeError(f"{what}: a pickle, but not of a tiktoken Encoding")
+    return obj.state
+
+
 class PlainDataUnpickler(_CheckedUnpickler):
     """Accepts only what pickles of dicts, lists, tuples, strings and numbers contain."""
 
@@ -196,14 +254,20 @@ class PlainDataUnpickler(_CheckedUnpickler):
         raise pickle.UnpicklingError("unsupported persistent id")
 
 
+class RefusedGlobal(EmbscopeError):
+    """A pickle named a callable embscope does not run; `name` is what it named."""
+
+    def __init__(self, what: str, name: str):
+        super().__init__(f"{what}: refused to load: the pickle asks to run '{name}', which embscope never runs")
+        self.name = name
+
+
 def safe_loads(data: bytes, unpickler: type[pickle.Unpickler], what: str):
     """Unpickle `data` with a restricted unpickler; every failure becomes one EmbscopeError."""
     try:
         return unpickler(io.BytesIO(data)).load()
     except _Refused as e:
-        raise EmbscopeError(
-            f"{what}: refused to load: the pickle asks to run '{e}', which embscope never runs"
-        ) from None
+        raise RefusedGlobal(what, str(e)) from None
     except pickle.UnpicklingError as e:  # ours and pickle's own say what is wrong
         raise EmbscopeError(f"{what}: not a readable pickle ({first_line(e)})") from None
     except Exception as e:  # noqa: BLE001 - any failure of a hostile or corrupt pickle

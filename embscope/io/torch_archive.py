@@ -17,11 +17,17 @@ import numpy as np
 
 from embscope.errors import EmbscopeError
 from embscope.io.matrix import RAW_DTYPES, Matrix
-from embscope.io.restricted_pickle import TensorRef, TorchArchiveUnpickler, safe_loads
+from embscope.io.restricted_pickle import RefusedGlobal, TensorRef, TorchArchiveUnpickler, safe_loads
 
 LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
 _ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
              "U8": 1, "BOOL": 1}
+
+
+def whole_module(data: bytes) -> bool:
+    """Whether a refused data.pkl is a pickled torch.nn.Module: every module pickles its
+    `_parameters` and `_modules` dicts by name."""
+    return b"_parameters" in data and b"_modules" in data
 
 
 def is_zip(path: str) -> bool:
@@ -52,7 +58,16 @@ class TorchArchive:
             raise EmbscopeError(f"{path}: big-endian torch checkpoints are not supported")
         info = self._zip.getinfo(pkl[0])
         self.bytes_read = info.file_size
-        self.tree = safe_loads(self._read(pkl[0]), TorchArchiveUnpickler, path)
+        data = self._read(pkl[0])
+        try:
+            self.tree = safe_loads(data, TorchArchiveUnpickler, path)
+        except RefusedGlobal:
+            if whole_module(data):
+                raise EmbscopeError(
+                    f"{path}: a whole pickled model (torch.save(model)), which only its own code can"
+                    " load; embscope never runs it. Re-save the weights: torch.save(model.state_dict(), path)"
+                ) from None
+            raise
 
     def _read(self, name: str) -> bytes:
         """A small entry, read whole. torch stores every entry uncompressed, so a compressed one

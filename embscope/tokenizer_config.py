@@ -32,8 +32,7 @@ def config_tokens(config: dict) -> list[tuple[int | None, dict]]:
     for key, value in (decoder.items() if isinstance(decoder, dict) else ()):
         content = token_content(value)
         if content is not None and str(key).isdigit():
-            flags = {f: value[f] for f in _ADDED_FLAGS if isinstance(value, dict) and isinstance(value.get(f), bool)}
-            found.append((int(key), {"content": content, "special": False, **flags}))
+            found.append((int(key), {"content": content, "special": False, **_flags(value, _ADDED_FLAGS)}))
     found.sort(key=lambda t: t[0])
     named = [config.get(k) for k in _NAMED_SPECIALS]
     for key in ("additional_special_tokens", "extra_special_tokens"):  # transformers 4, 5
@@ -41,9 +40,13 @@ def config_tokens(config: dict) -> list[tuple[int | None, dict]]:
     for value in named:
         content = token_content(value)
         if content is not None:
-            flags = {f: value[f] for f in _ADDED_FLAGS[:4] if isinstance(value, dict) and isinstance(value.get(f), bool)}
-            found.append((None, {"content": content, **flags, "special": True}))
+            found.append((None, {"content": content, **_flags(value, _ADDED_FLAGS[:4]), "special": True}))
     return found
+
+
+def _flags(value: object, names: tuple[str, ...]) -> dict[str, bool]:
+    """The AddedToken flags a token entry sets ({"lstrip": true, ...}); a plain string sets none."""
+    return {f: value[f] for f in names if isinstance(value, dict) and isinstance(value.get(f), bool)}
 
 
 def add_config_tokens(tok, config: dict, source: str) -> None:

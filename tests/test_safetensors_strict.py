@@ -42,7 +42,8 @@ def sources(tmp_path_factory) -> dict[str, bytes]:
                   "mask": np.array([True, False, True]), "row": rng.standard_normal((1, 8)).astype(np.float32),
                   "bytes": np.arange(7, dtype=np.uint8)},
         # equal byte lengths: swapped offsets are a valid file whose values moved
-        "twins": {"a": rng.standard_normal((4, 4)).astype(np.float32), "b": rng.standard_normal((4, 4)).astype(np.float32),
+        "twins": {"a": rng.standard_normal((4, 4)).astype(np.float32),
+                  "b": rng.standard_normal((4, 4)).astype(np.float32),
                   "h": rng.standard_normal((8, 4)).astype(np.float16), "v": rng.standard_normal(16).astype(np.float32)},
     }
     out = {}

@@ -7,7 +7,6 @@ other Hugging Face tokenizer through `transformers`, when it is installed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from functools import lru_cache
@@ -15,6 +14,8 @@ from importlib import resources
 
 from embscope.errors import EmbscopeError, first_line, missing_extra
 from embscope.io.restricted_pickle import PlainDataUnpickler, safe_loads
+from embscope.tokenizer_config import (BERT_SPECIALS, add_config_tokens, config_tokens, read_tokenizer_config,
+                                       token_content)
 
 GPT2_SPECIAL = "<|endoftext|>"
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -78,6 +79,10 @@ class HFTokenizer(Tokenizer):
     """A `tokenizers.Tokenizer`."""
 
     def __init__(self, tok, kind: str, source: str):
+        # A tokenizer.json may pad (e.g. to 128 with [PAD]) or truncate: the model's users call it
+        # with padding and truncation off (transformers does), and embscope decides about length.
+        tok.no_padding()
+        tok.no_truncation()
         self._tok = tok
         self.kind = kind
         self.source = source
@@ -178,25 +183,41 @@ def from_tokenizer_json(path: str) -> HFTokenizer:
     return HFTokenizer(tok, "tokenizer.json (tokenizers)", path)
 
 
-def from_vocab_merges(vocab: str, merges: str, kind: str = "byte-level BPE (vocab.json + merges.txt)") -> HFTokenizer:
+def from_vocab_merges(vocab: str, merges: str, kind: str = "byte-level BPE (vocab.json + merges.txt)",
+                      config: dict | None = None) -> HFTokenizer:
+    """GPT-2/RoBERTa-style files; `config` is tokenizer_config.json beside them (add_prefix_space,
+    special and added tokens), as transformers reads it."""
     tk = _tokenizers_module()
+    config = config or {}
     try:
         tok = tk.Tokenizer(tk.models.BPE.from_file(vocab, merges))
     except Exception as e:  # noqa: BLE001
         raise EmbscopeError(f"{vocab}: not a readable BPE vocabulary ({first_line(e)})") from None
-    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=config.get("add_prefix_space") is True)
     tok.decoder = tk.decoders.ByteLevel()
-    if tok.token_to_id(GPT2_SPECIAL) is not None:
+    if config_tokens(config):  # the config names the special tokens (RoBERTa's are <s>, </s>, ...)
+        add_config_tokens(tok, config, os.path.dirname(vocab))
+    elif tok.token_to_id(GPT2_SPECIAL) is not None:  # GPT-2's default
         tok.add_special_tokens([GPT2_SPECIAL])
     return HFTokenizer(tok, kind, os.path.dirname(vocab))
 
 
-def from_wordpiece(vocab_txt: str, lowercase: bool) -> HFTokenizer:
+def from_wordpiece(vocab_txt: str, config: dict | None = None) -> HFTokenizer:
+    """BERT's vocab.txt; `config` is tokenizer_config.json beside it (do_lower_case, strip_accents,
+    tokenize_chinese_chars, special tokens), with BERT's defaults where it says nothing."""
     tk = _tokenizers_module()
+    config = config or {}
+    lowercase = config.get("do_lower_case", True) is not False
+    strip_accents = config.get("strip_accents")
+    names = {k: token_content(config.get(k)) or default for k, default in BERT_SPECIALS.items()}
     try:
-        tok = tk.BertWordPieceTokenizer(vocab_txt, lowercase=lowercase)
+        tok = tk.BertWordPieceTokenizer(
+            vocab_txt, **names, lowercase=lowercase, clean_text=True,
+            strip_accents=strip_accents if isinstance(strip_accents, bool) else None,
+            handle_chinese_chars=config.get("tokenize_chinese_chars", True) is not False)
     except Exception as e:  # noqa: BLE001
         raise EmbscopeError(f"{vocab_txt}: not a readable WordPiece vocabulary ({first_line(e)})") from None
+    add_config_tokens(tok._tokenizer, config, os.path.dirname(vocab_txt))
     return HFTokenizer(tok._tokenizer, "WordPiece (vocab.txt)", vocab_txt)
 
 
@@ -231,18 +252,6 @@ def from_meta_pkl(path: str) -> CharTokenizer:
     return CharTokenizer(stoi, itos, path)
 
 
-def _lowercase(directory: str) -> bool:
-    """Whether a WordPiece vocabulary lowercases: tokenizer_config.json's do_lower_case beside
-    it (BERT's default, True, when there is none)."""
-    path = os.path.join(directory, "tokenizer_config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError, RecursionError):
-        return True
-    return bool(config.get("do_lower_case", True)) if isinstance(config, dict) else True
-
-
 def from_directory(directory: str) -> Tokenizer | None:
     """The tokenizer saved in a model directory, or None when it holds none."""
 
@@ -253,9 +262,9 @@ def from_directory(directory: str) -> Tokenizer | None:
     if has("tokenizer.json"):
         return from_tokenizer_json(has("tokenizer.json"))
     if has("vocab.json") and has("merges.txt"):
-        return from_vocab_merges(has("vocab.json"), has("merges.txt"))
+        return from_vocab_merges(has("vocab.json"), has("merges.txt"), config=read_tokenizer_config(directory))
     if has("vocab.txt"):
-        return from_wordpiece(has("vocab.txt"), _lowercase(directory))
+        return from_wordpiece(has("vocab.txt"), config=read_tokenizer_config(directory))
     if has("tokenizer.model") or has("spiece.model") or has("sentencepiece.bpe.model"):
         try:
             from transformers import AutoTokenizer
@@ -292,8 +301,8 @@ def from_path(path: str) -> Tokenizer:
         return from_tokenizer_json(path)
     if name == "vocab.json":
         merges = os.path.join(os.path.dirname(path), "merges.txt")
-        return from_vocab_merges(path, merges)
+        return from_vocab_merges(path, merges, config=read_tokenizer_config(os.path.dirname(path)))
     if name.endswith(".txt"):
-        return from_wordpiece(path, _lowercase(os.path.dirname(path)))
+        return from_wordpiece(path, config=read_tokenizer_config(os.path.dirname(path)))
     raise EmbscopeError(f"{path}: unknown tokenizer file (expected tokenizer.json, vocab.json, vocab.txt,"
                         " meta.pkl, nanochat's tokenizer.pkl or llm.c's gpt2_tokenizer.bin)")

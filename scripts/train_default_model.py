@@ -46,7 +46,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = "/work/shared/data/tinyshakespeare/input.txt"
+DEFAULT_DATA = REPO / "data" / "tinyshakespeare" / "input.txt"  # the tests read it there too
 DEFAULT_OUT = REPO / "embscope" / "data" / "shakespeare"
 
 # Words whose leading-space forms we want as single tokens (checked, reported).
@@ -267,7 +267,7 @@ def wpe_offset_cosine(P: np.ndarray, offsets=(1, 8, 32)):
 # --------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=DEFAULT_DATA, help="Tiny Shakespeare input.txt")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="Tiny Shakespeare input.txt")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1337)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -10,12 +9,9 @@ import torch
 from tests import nanogpt
 
 GPT2_FILES = Path(__file__).resolve().parent.parent / "embscope" / "data" / "gpt2"
-# Tiny Shakespeare comes from the shared data folder beside the checkout (../shared), as laid out
-# for developers and CI; EMBSCOPE_TEST_SHAKESPEARE names another copy.
-SHAKESPEARE_CANDIDATES = [
-    os.environ.get("EMBSCOPE_TEST_SHAKESPEARE", ""),
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt",
-]
+# Tiny Shakespeare is kept in the repository (public domain; see data/tinyshakespeare/README.md),
+# at the one path scripts/train_default_model.py also reads.
+SHAKESPEARE = Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare" / "input.txt"
 
 
 def gpt2_tokenizer():
@@ -38,11 +34,7 @@ def save_gpt2(directory, dtype=torch.float32, n_embd: int = 32, n_positions: int
 
 
 def shakespeare_text() -> str:
-    for candidate in SHAKESPEARE_CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).read_text(encoding="utf-8")
-    raise FileNotFoundError("Tiny Shakespeare input.txt not found: set EMBSCOPE_TEST_SHAKESPEARE to its path"
-                            f" (looked in {SHAKESPEARE_CANDIDATES[1]})")
+    return SHAKESPEARE.read_text(encoding="utf-8")
 
 
 def save_char_nanogpt(directory, n_embd: int = 16, block_size: int = 32):

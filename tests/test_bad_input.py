@@ -81,7 +81,9 @@ def files(tmp_path_factory) -> dict[str, str]:
     edited("dtypelist.safetensors", lambda h: h["transformer.wte.weight"].update(dtype=[1]))
     edited("int.safetensors", lambda h: h["transformer.wte.weight"].update(dtype="I32"))
     edited("shape.safetensors", lambda h: h["transformer.wte.weight"].update(shape=[100, 17]))
-    edited("zero.safetensors", lambda h: h["transformer.wte.weight"].update(shape=[0, 16], data_offsets=[0, 0]))
+    save_file({**u.gpt2_tensors(vocab=100), "transformer.wte.weight": np.zeros((0, 16), np.float32)},
+              str(base / "zero.safetensors"))  # a valid file whose token matrix has no rows
+    f["zero"] = base / "zero.safetensors"
 
     # --- model directories ---
     d = base / "noweights"

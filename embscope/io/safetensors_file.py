@@ -1,13 +1,17 @@
 """Read tensors from a .safetensors file by offset, through a memory map; no torch, no copies.
 
 Layout: 8-byte little-endian header length N, N bytes of JSON header, then the data buffer.
-The header is validated as strictly as the reference implementation does (bounds, sizes,
-overlaps), so a hostile file can never make us read outside the buffer.
+The header is validated by the reference implementation's rules (the `safetensors` package:
+serde_json parsing, then every tensor's dtype, shape and byte length, and offsets that tile the
+data buffer exactly: from byte 0, contiguous, no gap, no overlap, no trailing bytes), so a file
+embscope reads is one `safetensors` reads, and a hostile file never makes us read outside the
+buffer. tests/test_safetensors_strict.py checks the two agree on mutated files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -19,13 +23,16 @@ from embscope.errors import EmbscopeError
 from embscope.io.matrix import RAW_DTYPES, Matrix
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit
+MAX_JSON_DEPTH = 127  # serde_json's recursion limit: 127 nested arrays/objects parse, 128 do not
+U64_MAX = 2**64 - 1  # shapes and offsets are usize; element and bit counts must not overflow it
+TENSOR_FIELDS = ("dtype", "shape", "data_offsets")
 
 # Bits per element of every dtype the format defines; our matrices use only RAW_DTYPES.
 DTYPE_BITS = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
     "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "C64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "C64": 64, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
 }
 
 
@@ -55,56 +62,95 @@ class SafetensorsFile:
     def _parse(self, header: object) -> None:
         if not isinstance(header, dict):
             raise self._fail("the header is not a JSON object")
-        data_len = self.size - self.data_start
-        spans = []
-        for name, entry in header.items():
+        pairs = header.pairs if isinstance(header, _Object) else list(header.items())
+        if sum(name == "__metadata__" for name, _ in pairs) > 1:
+            raise self._fail("__metadata__ appears twice")
+        for name, entry in pairs:  # a repeated tensor name: each entry is checked, the last one counts
             if name == "__metadata__":
-                if not isinstance(entry, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in entry.items()
-                ):
-                    raise self._fail("__metadata__ must map strings to strings")
-                self.metadata = dict(entry)
-                continue
-            info = self._tensor_info(name, entry)
+                self.metadata = self._metadata(entry)
+            else:
+                self.tensors[name] = self._tensor_info(name, entry)
+        self._check_layout()
+
+    def _metadata(self, entry: object) -> dict[str, str]:
+        if entry is None:
+            return {}
+        if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+            raise self._fail("__metadata__ must map strings to strings")
+        return dict(entry)
+
+    def _check_layout(self) -> None:
+        """The tensors' bytes tile the data buffer: in bounds, no overlap, no gap, nothing after."""
+        data_len = self.size - self.data_start
+        for name, info in self.tensors.items():
             if info.end > data_len:
-                raise self._fail(
-                    f"tensor '{name}' ends at byte {info.end} of a {data_len}-byte data buffer"
-                )
-            spans.append((info.start, info.end, name))
-            self.tensors[name] = info
-        spans.sort()
+                raise self._fail(f"tensor '{name}' ends at byte {info.end} of a {data_len}-byte data buffer")
+        spans = sorted((info.start, info.end, name) for name, info in self.tensors.items())
         reach, reach_name = 0, None  # the furthest end so far, and whose it is
         for start, end, name in spans:
             if start < reach and end > start:
                 raise self._fail(f"tensors '{reach_name}' and '{name}' overlap")
             if end > reach:
                 reach, reach_name = end, name
+        pos, before = 0, None  # where the previous tensor (in offset order) ends, and its name
+        for start, end, name in spans:
+            if start > pos:
+                raise self._fail(f"bytes {pos}..{start} of the data buffer belong to no tensor"
+                                 f" (a gap before tensor '{name}')")
+            if start < pos:  # only an empty tensor can start inside another one here
+                raise self._fail(f"empty tensor '{name}' lies inside tensor '{before}'")
+            pos, before = end, name
+        if pos != data_len:
+            raise self._fail(f"bytes {pos}..{data_len} of the data buffer belong to no tensor"
+                             f" ({'after the last tensor' if spans else 'the header names no tensor'})")
 
     def _tensor_info(self, name: str, entry: object) -> TensorInfo:
-        if not isinstance(entry, dict):
-            raise self._fail(f"entry for '{name}' is not an object")
-        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        dtype, shape, offsets = self._fields(name, entry)
         if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
             shown = repr(dtype) if len(repr(dtype)) <= 40 else repr(dtype)[:37] + "..."
             raise self._fail(f"unknown dtype {shown} for tensor '{name}'")
-        if not isinstance(shape, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
-        ):
+        if not isinstance(shape, list) or not all(_is_u64(s) for s in shape):
             raise self._fail(f"bad shape for tensor '{name}'")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]
-        ):
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_u64(o) for o in offsets) \
+                or offsets[0] > offsets[1]:
             raise self._fail(f"bad data_offsets for tensor '{name}'")
-        nbits = prod(shape) * DTYPE_BITS[dtype]
-        if (nbits + 7) // 8 != offsets[1] - offsets[0]:
+        nbytes = self._nbytes(name, dtype, shape)
+        if nbytes != offsets[1] - offsets[0]:
             raise self._fail(
-                f"tensor '{name}' of shape {tuple(shape)} {dtype} needs {(nbits + 7) // 8} bytes,"
+                f"tensor '{name}' of shape {tuple(shape)} {dtype} needs {nbytes} bytes,"
                 f" data_offsets give {offsets[1] - offsets[0]}"
             )
         return TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
+
+    def _fields(self, name: str, entry: object) -> tuple[object, object, object]:
+        """dtype, shape, data_offsets of an entry: an object with each field once (other fields
+        are ignored), or, as serde reads a struct, a list of exactly those three."""
+        if isinstance(entry, list) and len(entry) == 3:
+            return entry[0], entry[1], entry[2]
+        if not isinstance(entry, dict):
+            raise self._fail(f"entry for '{name}' is not an object")
+        keys = [k for k, _ in (entry.pairs if isinstance(entry, _Object) else entry.items())]
+        for field in TENSOR_FIELDS:
+            if field not in entry:
+                raise self._fail(f"tensor '{name}' has no {field}")
+            if keys.count(field) > 1:
+                raise self._fail(f"tensor '{name}' has {field} twice")
+        return entry["dtype"], entry["shape"], entry["data_offsets"]
+
+    def _nbytes(self, name: str, dtype: str, shape: list[int]) -> int:
+        """Bytes the tensor takes, with the reference's overflow and whole-byte checks."""
+        elements = 1
+        for n in shape:  # the reference multiplies in order and stops at the first overflow
+            elements *= n
+            if elements > U64_MAX:
+                raise self._fail(f"tensor '{name}' of shape {tuple(shape)} has more than 2**64 elements")
+        bits = elements * DTYPE_BITS[dtype]
+        if bits > U64_MAX:
+            raise self._fail(f"tensor '{name}' of shape {tuple(shape)} {dtype} is more than 2**64 bits")
+        if bits % 8:
+            raise self._fail(f"tensor '{name}' of shape {tuple(shape)} {dtype} is {bits} bits,"
+                             " not a whole number of bytes")
+        return bits // 8
 
     def matrix(self, name: str) -> Matrix:
         """The 2-D tensor `name` as a lazily read Matrix (memory-mapped, read-only)."""
@@ -160,8 +206,60 @@ def _read_header(path: str, size: int) -> tuple[int, object]:
             )
         raw = f.read(n)
     try:
-        return n, json.loads(raw)
-    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, an integer of 5000 digits
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_Object, parse_int=_json_int,
+                            parse_float=_json_float, parse_constant=_json_constant)
+        _check_strings_and_depth(header)
+        return n, header
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, NaN, 1e400, a lone surrogate
         raise EmbscopeError(
             f"{path}: not a valid safetensors file: the header is not valid JSON"
         ) from None
+
+
+# --- JSON as the reference's parser (serde_json) reads it ----------------------------------------
+
+class _Object(dict):
+    """A JSON object that also keeps its (key, value) pairs in order, repeated keys included:
+    the reference refuses a repeated field of a tensor, and checks every repeated tensor."""
+
+    def __init__(self, pairs: list[tuple[str, object]]):
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
+def _json_int(text: str) -> int | float:
+    """serde_json reads -0 and integers outside i64/u64 as floats (so not as a size)."""
+    if text == "-0" or len(text) > 20:
+        return _json_float(text)
+    value = int(text)
+    return value if -(2**63) <= value <= U64_MAX else _json_float(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+def _json_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_strings_and_depth(value: object) -> None:
+    """No string with a lone surrogate (not UTF-8), no nesting deeper than serde_json's limit."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # UnicodeEncodeError is a ValueError
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError("nested too deep")
+            pairs = item.pairs if isinstance(item, _Object) else item.items() if isinstance(item, dict) else None
+            children = [c for kv in pairs for c in kv] if pairs is not None else item
+            stack.extend((c, depth + 1) for c in children)
+
+
+def _is_u64(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= U64_MAX

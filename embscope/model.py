@@ -192,6 +192,7 @@ class _TorchReader(_Reader):
                 self.facts["config"] = _plain(tree["config"])
                 if isinstance(tree["config"].get("dataset"), str):
                     self.facts["dataset"] = tree["config"]["dataset"]
+            _check_ints(path, self.facts)
         else:
             self.format = "torch state dict (zip)"
         from embscope.io.restricted_pickle import TensorRef
@@ -239,16 +240,23 @@ def _plain(d: dict) -> dict:
             and (v is None or isinstance(v, (bool, int, float, str)))}
 
 
+def _check_ints(path: str, facts: dict, where: str = "") -> None:
+    """Every int among the facts fits in 64 bits: a pickle can hold 10**5000, which Python will
+    not even print (more than 4300 digits)."""
+    for k, v in facts.items():
+        if isinstance(v, dict):
+            _check_ints(path, v, f"{where}{k}.")
+        elif type(v) is int and not -(2**63) <= v < 2**63:
+            raise EmbscopeError(f"{path}: '{where}{k}' is an integer of {v.bit_length()} bits,"
+                                " not a number embscope can use")
+
+
 def _read_json(path: str | None) -> dict:
     if not path:
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise EmbscopeError(f"{path}: not readable JSON ({e})") from None
-    except RecursionError:
-        raise EmbscopeError(f"{path}: not readable JSON (nested too deeply)") from None
+    from embscope.io.small_files import read_json
+
+    data = read_json(path)  # a regular file, size-capped: never a FIFO or /dev/zero
     return data if isinstance(data, dict) else {}
 
 
@@ -447,7 +455,9 @@ def _tied(reader: _Reader, layout: Layout) -> bool | None:
     # safetensors cannot share storage, and sharded torch checkpoints span archives: the config says
     tie = reader.config.get("tie_word_embeddings")
     if tie is not None:
-        return bool(tie)
+        if not isinstance(tie, bool):  # "false" is a string, and bool("false") is True
+            raise EmbscopeError(f"config.json: 'tie_word_embeddings' is {tie!r:.40}, not true or false")
+        return tie
     if head is None and reader.facts.get("format") == "nanogpt":
         return True  # safetensors exported from nanoGPT (embscope's bundled model): GPT ties them
     if head is None:

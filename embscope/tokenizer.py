@@ -15,6 +15,8 @@ from importlib import resources
 
 from embscope.errors import EmbscopeError, first_line, missing_extra
 from embscope.io.restricted_pickle import PlainDataUnpickler, safe_loads
+from embscope.io.small_files import read_json, read_small, require_regular
+from embscope.native import RustGuard, native_call
 
 GPT2_SPECIAL = "<|endoftext|>"
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -78,7 +80,7 @@ class HFTokenizer(Tokenizer):
     """A `tokenizers.Tokenizer`."""
 
     def __init__(self, tok, kind: str, source: str):
-        self._tok = tok
+        self._tok = RustGuard(tok)  # a Rust panic while encoding becomes an Exception
         self.kind = kind
         self.source = source
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
@@ -153,7 +155,11 @@ class TransformersTokenizer(Tokenizer):
         self.vocab_size = len(tok)
 
     def encode(self, text: str) -> list[int]:
-        return list(self._tok(text, add_special_tokens=False)["input_ids"])
+        try:
+            with native_call():
+                return list(self._tok(text, add_special_tokens=False)["input_ids"])
+        except Exception as e:  # noqa: BLE001 - any failure inside transformers
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({first_line(e)})") from None
 
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._tok.convert_ids_to_tokens(token_id) or ""
@@ -171,8 +177,10 @@ def _tokenizers_module():
 
 def from_tokenizer_json(path: str) -> HFTokenizer:
     tk = _tokenizers_module()
+    require_regular(path)  # a FIFO would block the library's read forever
     try:
-        tok = tk.Tokenizer.from_file(path)
+        with native_call():
+            tok = tk.Tokenizer.from_file(path)
     except Exception as e:  # noqa: BLE001 - the library raises bare Exception on bad files
         raise EmbscopeError(f"{path}: not a readable tokenizer.json ({first_line(e)})") from None
     return HFTokenizer(tok, "tokenizer.json (tokenizers)", path)
@@ -180,8 +188,11 @@ def from_tokenizer_json(path: str) -> HFTokenizer:
 
 def from_vocab_merges(vocab: str, merges: str, kind: str = "byte-level BPE (vocab.json + merges.txt)") -> HFTokenizer:
     tk = _tokenizers_module()
+    require_regular(vocab)
+    require_regular(merges)
     try:
-        tok = tk.Tokenizer(tk.models.BPE.from_file(vocab, merges))
+        with native_call():
+            tok = tk.Tokenizer(tk.models.BPE.from_file(vocab, merges))
     except Exception as e:  # noqa: BLE001
         raise EmbscopeError(f"{vocab}: not a readable BPE vocabulary ({first_line(e)})") from None
     tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -193,8 +204,10 @@ def from_vocab_merges(vocab: str, merges: str, kind: str = "byte-level BPE (voca
 
 def from_wordpiece(vocab_txt: str, lowercase: bool) -> HFTokenizer:
     tk = _tokenizers_module()
+    require_regular(vocab_txt)
     try:
-        tok = tk.BertWordPieceTokenizer(vocab_txt, lowercase=lowercase)
+        with native_call():
+            tok = tk.BertWordPieceTokenizer(vocab_txt, lowercase=lowercase)
     except Exception as e:  # noqa: BLE001
         raise EmbscopeError(f"{vocab_txt}: not a readable WordPiece vocabulary ({first_line(e)})") from None
     return HFTokenizer(tok._tokenizer, "WordPiece (vocab.txt)", vocab_txt)
@@ -209,12 +222,7 @@ def bundled_gpt2() -> HFTokenizer:
 
 
 def from_meta_pkl(path: str) -> CharTokenizer:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise EmbscopeError(f"{path}: {e.strerror}") from None
-    meta = safe_loads(data, PlainDataUnpickler, path)
+    meta = safe_loads(read_small(path), PlainDataUnpickler, path)
     stoi = meta.get("stoi") if isinstance(meta, dict) else None
     itos = meta.get("itos") if isinstance(meta, dict) else None
     if not (
@@ -235,12 +243,22 @@ def _lowercase(directory: str) -> bool:
     """Whether a WordPiece vocabulary lowercases: tokenizer_config.json's do_lower_case beside
     it (BERT's default, True, when there is none)."""
     path = os.path.join(directory, "tokenizer_config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError, RecursionError):
+    if not os.path.lexists(path):
         return True
-    return bool(config.get("do_lower_case", True)) if isinstance(config, dict) else True
+    config = read_json(path)  # a regular file, size-capped: never a FIFO or /dev/zero
+    lower = config.get("do_lower_case", True) if isinstance(config, dict) else True
+    if not isinstance(lower, bool):  # bool("false") would be True
+        raise EmbscopeError(f"{path}: 'do_lower_case' is {lower!r:.40}, not true or false")
+    return lower
+
+
+def _no_special_files(directory: str) -> None:
+    """Every entry of `directory` is a regular file or a folder: never a FIFO or a device that
+    a library would block on or read without end."""
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not os.path.isdir(path):
+            require_regular(path)
 
 
 def from_directory(directory: str) -> Tokenizer | None:
@@ -261,9 +279,11 @@ def from_directory(directory: str) -> Tokenizer | None:
             from transformers import AutoTokenizer
         except ImportError:
             raise missing_extra("transformers", "transformers", "This model's SentencePiece tokenizer") from None
+        _no_special_files(directory)  # transformers reads whatever it finds there
         try:
             # Never run code from the folder (auto_map), and never let transformers ask about it.
-            tok = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+            with native_call():
+                tok = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
             return TransformersTokenizer(tok, directory)
         except Exception as e:  # noqa: BLE001 - any failure inside transformers
             raise EmbscopeError(f"{directory}: transformers could not load the tokenizer ({first_line(e)})") from None
@@ -279,6 +299,7 @@ def from_path(path: str) -> Tokenizer:
         return tok
     if not os.path.exists(path):
         raise EmbscopeError(f"{path}: no such file or directory")
+    require_regular(path)
     name = os.path.basename(path)
     if name.endswith(".pkl"):
         return from_meta_pkl(path)

@@ -83,7 +83,7 @@ def _bos_id(emb) -> int:
 
     from embscope.tokenizer import GPT2_SPECIAL
 
-    if isinstance(emb.config.get("bos_token_id"), int):
+    if type(emb.config.get("bos_token_id")) is int:  # not a bool
         return emb.config["bos_token_id"]
     for name in (GPT2_SPECIAL, "<s>", "[CLS]", "<|begin_of_text|>"):  # the tokenizer is known here
         token_id = emb.tokenizer.single_token(name)

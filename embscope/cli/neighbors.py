@@ -48,19 +48,20 @@ def neighbors(
     from embscope.analysis.similarity import Index
 
     index = Index(emb.wte, emb.n_tokens)
-    warn_bad_rows(index.bad_rows(), "left out")
     if all_tokens:
         from embscope.analysis.positions import parse_range
 
         start, stop = parse_range(rows, emb.n_tokens, option="--rows")
+        warn_bad_rows(index.bad_rows(), "left out")
         return _all(emb, index, top, metric, format, start, stop)
     if query == ["-"]:
         return _batch(emb, index, top, metric, exact, include_query, cosmul, format)
     from embscope import queries
 
     q = queries.resolve(emb, query, exact)
-    _describe(emb, q)
     answers = list(_answer(emb, index, [q], top, metric, include_query, cosmul))  # errors before output
+    warn_bad_rows(index.bad_rows(), "left out")  # after: a query that is a NaN row is one error line
+    _describe(emb, q)
     out = writer(format, ["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
     for ids, scores in answers:
         for rank, (i, s) in enumerate(zip(ids, scores), 1):
@@ -131,6 +132,7 @@ def _batch(emb, index, top, metric, exact, include_query, cosmul, format):
     from embscope.display import escape
 
     answers = list(_answer(emb, index, qs, top, metric, include_query, cosmul))  # errors before output
+    warn_bad_rows(index.bad_rows(), "left out")
     out = writer(format, ["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
     for q, (ids, scores) in zip(qs, answers):
         text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls

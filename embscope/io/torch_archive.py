@@ -24,6 +24,16 @@ _ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16":
              "U8": 1, "BOOL": 1}
 
 
+def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, ...]:
+    """The row-major strides of `shape`; a dimension of size 1 keeps the stride it has (torch
+    leaves it arbitrary, and it addresses nothing)."""
+    out, step = [], 1
+    for n, s in zip(reversed(shape), reversed(stride)):
+        out.append(s if n == 1 else step)
+        step *= n
+    return tuple(reversed(out))
+
+
 def is_zip(path: str) -> bool:
     try:
         return zipfile.is_zipfile(path)
@@ -96,21 +106,21 @@ class TorchArchive:
             raise EmbscopeError(f"{self.path}: tensor '{name}' is compressed; torch never does that")
         if ref.storage.numel * itemsize != entry.file_size:
             raise EmbscopeError(f"{self.path}: storage of '{name}' has the wrong size")
-        if any(s < 0 for s in ref.stride) or ref.offset < 0:
-            raise EmbscopeError(f"{self.path}: tensor '{name}' has a negative stride or offset")
-        # Highest element index the view touches; must lie inside the storage.
-        last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride)) if prod(ref.shape) else 0
-        if last >= ref.storage.numel and prod(ref.shape):
+        numel = prod(ref.shape)
+        if not numel:
+            raise EmbscopeError(f"{self.path}: tensor '{name}' of shape {ref.shape} is empty")
+        if ref.stride != _contiguous(ref.shape, ref.stride):
+            raise EmbscopeError(
+                f"{self.path}: tensor '{name}' of shape {ref.shape} has strides {ref.stride};"
+                " embscope reads only contiguous tensors (save it after .contiguous())"
+            )
+        # Contiguous: the tensor is the `numel` elements from `offset` on, all inside the storage.
+        if ref.offset + numel > ref.storage.numel:
             raise EmbscopeError(f"{self.path}: tensor '{name}' reaches outside its storage")
         raw_dtype = RAW_DTYPES[ref.storage.dtype]
-        if not prod(ref.shape):
-            return np.zeros(ref.shape, dtype=raw_dtype)
         base = np.memmap(self.path, dtype=raw_dtype, mode="r",
                          offset=self._data_offset(entry), shape=(ref.storage.numel,))
-        return np.lib.stride_tricks.as_strided(
-            base[ref.offset:], shape=ref.shape,
-            strides=tuple(s * itemsize for s in ref.stride), writeable=False,
-        )
+        return base[ref.offset:ref.offset + numel].reshape(ref.shape)
 
     def _entry(self, key: str) -> zipfile.ZipInfo:
         try:
@@ -119,9 +129,11 @@ class TorchArchive:
             raise EmbscopeError(f"{self.path}: storage '{key}' is missing from the archive") from None
 
     def _data_offset(self, entry: zipfile.ZipInfo) -> int:
-        with open(self.path, "rb") as f:
-            f.seek(entry.header_offset)
-            header = f.read(LOCAL_HEADER.size)
+        header = b""
+        if 0 <= entry.header_offset < self.size:  # a shifted central directory can put it anywhere
+            with open(self.path, "rb") as f:
+                f.seek(entry.header_offset)
+                header = f.read(LOCAL_HEADER.size)
         if len(header) != LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise EmbscopeError(f"{self.path}: corrupt zip entry '{entry.filename}'")
         fields = LOCAL_HEADER.unpack(header)

@@ -8,6 +8,7 @@ result holds no control character, and distinct tokens never look the same.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -38,18 +39,31 @@ def _escape_token_char(ch: str) -> str:
     return _escape_char(ch)
 
 
+@functools.lru_cache(maxsize=2)
+def _table(one, keep_backslash: bool) -> dict[int, str]:
+    """str.translate table of `one` for the characters most often escaped: C0 and C1 controls,
+    DEL, the bytes that are not UTF-8 (surrogate escapes) and, unless kept, the backslash."""
+    cps = [*range(0x20), *range(0x7F, 0xA0), *range(0xDC80, 0xDD00)] + ([] if keep_backslash else [0x5C])
+    return {cp: one(chr(cp)) for cp in cps}
+
+
 def _bulk(text: str, one, keep_backslash: bool) -> str:
-    """`text` with `one(ch)` applied to each character, in chunks: a chunk that is printable
-    (no control, format, surrogate, private-use, unassigned or separator character, which is
-    what `one` escapes) and holds no backslash to escape is kept as it is. A 60 MB string of
-    plain text is escaped in a fraction of a second."""
+    """`text` with `one(ch)` applied to each character, in chunks, at C speed where possible: a
+    chunk that is printable (no control, format, surrogate, private-use, unassigned or separator
+    character, which is what `one` escapes) and holds no backslash to escape is kept as it is;
+    one whose only such characters are controls or byte escapes is translated with a table; the
+    rest go one character at a time. 60 MB of text take well under a second."""
+    table = _table(one, keep_backslash)
     parts = []
     for i in range(0, len(text), _CHUNK):
         chunk = text[i:i + _CHUNK]
         if chunk.isprintable() and (keep_backslash or "\\" not in chunk):
             parts.append(chunk)
-        else:
-            parts.append("".join(ch if keep_backslash and ch == "\\" else one(ch) for ch in chunk))
+            continue
+        done = chunk.translate(table)
+        if not done.isprintable():  # something the table does not cover (bidi marks, NBSP...)
+            done = "".join(ch if keep_backslash and ch == "\\" else one(ch) for ch in chunk)
+        parts.append(done)
     return "".join(parts)
 
 

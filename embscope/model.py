@@ -20,6 +20,7 @@ from embscope.errors import EmbscopeError
 from embscope.families import Layout, detect_layout, strip_compile_prefix
 from embscope.io.hub import HubRepo, looks_like_hub_id
 from embscope.io.matrix import Matrix
+from embscope.io.small_files import read_json, require_regular
 from embscope.tokenizer import Tokenizer
 
 ENV_MODEL = "EMBSCOPE_MODEL"
@@ -254,8 +255,6 @@ def _check_ints(path: str, facts: dict, where: str = "") -> None:
 def _read_json(path: str | None) -> dict:
     if not path:
         return {}
-    from embscope.io.small_files import read_json
-
     data = read_json(path)  # a regular file, size-capped: never a FIFO or /dev/zero
     return data if isinstance(data, dict) else {}
 
@@ -274,7 +273,8 @@ def _sharded_map(index_path: str) -> dict[str, str]:
 def _local_fetch(directory: str):
     def fetch(name: str, required: bool = False) -> str | None:
         path = os.path.join(directory, name)
-        if os.path.isfile(path):
+        if os.path.lexists(path) and not os.path.isdir(path):
+            require_regular(path)  # a FIFO or /dev/zero under a model file's name is an error
             return path
         if required:
             raise EmbscopeError(f"{path}: no such file")
@@ -285,6 +285,8 @@ def _local_fetch(directory: str):
 
 def _open_reader(spec: str):
     """(reader, directory of the model or None, fetch function for sibling files)."""
+    if os.path.exists(spec) and not os.path.isdir(spec):
+        require_regular(spec)
     if os.path.isfile(spec):
         directory = os.path.dirname(os.path.abspath(spec))
         fetch = _local_fetch(directory)
@@ -361,6 +363,7 @@ class _ShardedTorchReader(_Reader):
 
 
 def _reader_for_file(path: str, config: dict):
+    require_regular(path)
     if path.endswith(".safetensors"):
         return _SafetensorsReader(path, config)
     if os.path.getsize(path) == 0:

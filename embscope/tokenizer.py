@@ -266,7 +266,10 @@ def from_directory(directory: str) -> Tokenizer | None:
 
     def has(name: str) -> str | None:
         p = os.path.join(directory, name)
-        return p if os.path.isfile(p) else None
+        if os.path.lexists(p) and not os.path.isdir(p):
+            require_regular(p)  # a FIFO vocab.txt is an error, not a missing file
+            return p
+        return None
 
     if has("tokenizer.json"):
         return from_tokenizer_json(has("tokenizer.json"))

@@ -76,19 +76,19 @@ def _count(value) -> bool:
     return type(value) is int and 0 <= value < INT64
 
 
-def _counts(values, what: str) -> tuple[int, ...]:
+def _counts(values) -> tuple[int, ...] | None:
     """A tensor's size or stride: a tuple (or list) of at most MAX_DIMS counts, checked before
-    anything is built from it."""
+    anything is built from it; None when it is not one."""
     if type(values) not in (tuple, list) or len(values) > MAX_DIMS or not all(_count(n) for n in values):
-        raise pickle.UnpicklingError(f"tensor with a bad {what}")
+        return None
     return tuple(values)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> TensorRef:
     if not isinstance(storage, StorageRef):
         raise pickle.UnpicklingError("tensor without a storage")
-    size, stride = _counts(size, "size"), _counts(stride, "stride")
-    if not (_count(storage_offset) and len(size) == len(stride)):
+    size, stride = _counts(size), _counts(stride)
+    if size is None or stride is None or not _count(storage_offset) or len(size) != len(stride):
         raise pickle.UnpicklingError("tensor with a bad size, stride or offset")
     return TensorRef(storage, storage_offset, size, stride)
 
@@ -98,9 +98,10 @@ def _rebuild_parameter(data, *_ignored):
 
 
 def _size(*args):
-    if len(args) != 1:
-        raise pickle.UnpicklingError("torch.Size with a bad size")
-    return _counts(args[0], "size")
+    size = _counts(args[0]) if len(args) == 1 else None
+    if size is None:
+        raise pickle.UnpicklingError(f"torch.Size of something other than at most {MAX_DIMS} sizes")
+    return size
 
 
 class _StateDict(dict):

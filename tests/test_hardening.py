@@ -213,14 +213,14 @@ def test_04_expanded_tensor(tmp_path, capsys):
     state = u.small_state()
     state["transformer.wte.weight"] = torch.zeros(1).expand(10**7, 10**4)
     u.save_nanogpt_ckpt(path, state)
-    message = (f"{E}{path}: tensor 'transformer.wte.weight' of shape (10000000, 10000) has strides (0, 0);"
-               " embscope reads only contiguous tensors (save it after .contiguous())\n")
+    message = (f"{E}{path}: tensor 'transformer.wte.weight' of shape (10000000, 10000) and strides (0, 0) has more"
+               " elements (100000000000) than its storage (1)\n")
     for command in (["info"], ["norms", "-f", "tsv"], ["neighbors", "#1"]):
         assert guarded([*command, "-m", str(path)], capsys) == (1, "", message)
 
 
 @pytest.mark.parametrize("case", ["expand 2**31", "size 10**30", "stride 2**64", "offset 2**63", "size 2**62",
-                                  "transposed"])
+                                  "stride past the storage"])
 def test_09_size_and_stride_overflow(tmp_path, capsys, ckpt, case):
     """Sizes, strides and offsets that overflowed numpy's as_strided (ValueError, OverflowError)."""
     if case == "expand 2**31":
@@ -228,28 +228,36 @@ def test_09_size_and_stride_overflow(tmp_path, capsys, ckpt, case):
         state = u.small_state()
         state["transformer.wte.weight"] = torch.zeros(1).expand(2**31, 2**31)
         u.save_nanogpt_ckpt(path, state)
-        message = (f"{path}: tensor 'transformer.wte.weight' of shape (2147483648, 2147483648) has strides (0, 0);"
-                   " embscope reads only contiguous tensors (save it after .contiguous())")
-    elif case == "transposed":  # a real, valid torch tensor, but not a contiguous one
-        path = tmp_path / "ckpt.pt"
-        state = u.small_state()
-        state["transformer.wte.weight"] = torch.randn(8, 65).t()
-        u.save_nanogpt_ckpt(path, state)
-        message = (f"{path}: tensor 'transformer.wte.weight' of shape (65, 8) has strides (1, 65);"
-                   " embscope reads only contiguous tensors (save it after .contiguous())")
+        message = (f"{path}: tensor 'transformer.wte.weight' of shape (2147483648, 2147483648) and strides (0, 0)"
+                   " has more elements (4611686018427387904) than its storage (1)")
     else:
         wte = {"size 10**30": ("0", 520, (10**30, 8), (8, 1)),
                "stride 2**64": ("0", 520, (65, 8), (2**64, 1)),
                "offset 2**63": ("0", 520, (65, 8), (8, 1), 2**63),
-               "size 2**62": ("0", 520, (2**62, 8), (8, 1))}[case]
+               "size 2**62": ("0", 520, (2**62, 8), (8, 1)),
+               "stride past the storage": ("0", 520, (65, 8), (2**62, 1))}[case]
         path = with_pickle(ckpt, tmp_path, u.state_pickle({"transformer.wte.weight": wte, "transformer.wpe.weight": WPE}))
-        message = (f"{path}: tensor 'transformer.wte.weight' reaches outside its storage" if case == "size 2**62"
-                   else f"{path}: not a readable pickle (tensor with a bad size, stride or offset)")
+        message = {"size 2**62": f"{path}: tensor 'transformer.wte.weight' of shape (4611686018427387904, 8) and"
+                                 " strides (8, 1) has more elements (36893488147419103232) than its storage (520)",
+                   "stride past the storage": f"{path}: tensor 'transformer.wte.weight' reaches outside its storage",
+                   }.get(case, f"{path}: not a readable pickle (tensor with a bad size, stride or offset)")
     assert guarded(["info", "-m", str(path)], capsys) == (1, "", E + message + "\n")
 
 
+def test_09_views_within_the_storage_still_read(tmp_path):
+    """The control: views torch.save really writes (transposed, a strided slice of rows) read
+    exactly as torch reads them."""
+    wte = torch.randn(8, 65).t()  # (65, 8), strides (1, 65)
+    wpe = torch.randn(90, 8)[10:70:2]  # (30, 8), offset 80, row stride 16
+    path = tmp_path / "ckpt.pt"
+    u.save_nanogpt_ckpt(path, {"transformer.wte.weight": wte, "transformer.wpe.weight": wpe})
+    emb = load(str(path))
+    np.testing.assert_array_equal(emb.wte.to_float32(), wte.numpy())
+    np.testing.assert_array_equal(emb.wpe.to_float32(), wpe.numpy())
+
+
 def test_09_size_one_dimensions_keep_any_stride(tmp_path, capsys, ckpt):
-    """torch leaves the stride of a size-1 dimension arbitrary (a (1, d) slice): still contiguous."""
+    """torch leaves the stride of a size-1 dimension arbitrary (a (1, d) slice): read as torch reads it."""
     path = with_pickle(ckpt, tmp_path, u.state_pickle({"transformer.wte.weight": ("0", 520, (1, 8), (12345, 1), 8),
                                                        "transformer.wpe.weight": WPE}))
     emb = load(str(path))

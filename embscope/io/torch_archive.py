@@ -24,16 +24,6 @@ _ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16":
              "U8": 1, "BOOL": 1}
 
 
-def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, ...]:
-    """The row-major strides of `shape`; a dimension of size 1 keeps the stride it has (torch
-    leaves it arbitrary, and it addresses nothing)."""
-    out, step = [], 1
-    for n, s in zip(reversed(shape), reversed(stride)):
-        out.append(s if n == 1 else step)
-        step *= n
-    return tuple(reversed(out))
-
-
 def is_zip(path: str) -> bool:
     try:
         return zipfile.is_zipfile(path)
@@ -109,18 +99,24 @@ class TorchArchive:
         numel = prod(ref.shape)
         if not numel:
             raise EmbscopeError(f"{self.path}: tensor '{name}' of shape {ref.shape} is empty")
-        if ref.stride != _contiguous(ref.shape, ref.stride):
+        # A view (transposed, a slice of rows) is fine, but never one with more elements than its
+        # storage: `expand` gives a stride of 0, and 10**11 "elements" of one stored float.
+        if numel > ref.storage.numel:
             raise EmbscopeError(
-                f"{self.path}: tensor '{name}' of shape {ref.shape} has strides {ref.stride};"
-                " embscope reads only contiguous tensors (save it after .contiguous())"
+                f"{self.path}: tensor '{name}' of shape {ref.shape} and strides {ref.stride} has more"
+                f" elements ({numel}) than its storage ({ref.storage.numel})"
             )
-        # Contiguous: the tensor is the `numel` elements from `offset` on, all inside the storage.
-        if ref.offset + numel > ref.storage.numel:
+        # Highest element index the view touches; must lie inside the storage.
+        if ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride)) >= ref.storage.numel:
             raise EmbscopeError(f"{self.path}: tensor '{name}' reaches outside its storage")
         raw_dtype = RAW_DTYPES[ref.storage.dtype]
         base = np.memmap(self.path, dtype=raw_dtype, mode="r",
                          offset=self._data_offset(entry), shape=(ref.storage.numel,))
-        return base[ref.offset:ref.offset + numel].reshape(ref.shape)
+        # Every stride of a dimension longer than 1 is below the storage size now; a dimension of
+        # size 1 may carry any stride (up to 2**63) and addresses nothing: 0 keeps numpy in range.
+        strides = tuple(s * itemsize if n > 1 else 0 for n, s in zip(ref.shape, ref.stride))
+        return np.lib.stride_tricks.as_strided(base[ref.offset:], shape=ref.shape, strides=strides,
+                                               writeable=False)
 
     def _entry(self, key: str) -> zipfile.ZipInfo:
         try:

@@ -8,6 +8,7 @@ result holds no control character, and distinct tokens never look the same.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -28,21 +29,51 @@ def _escape_char(ch: str) -> str:
     return ch
 
 
+_CHUNK = 256  # characters checked at once with str.isprintable (C speed) before any one by one
+
+
+def _escape_token_char(ch: str) -> str:
+    cp = ord(ch)
+    if 0xDC80 <= cp <= 0xDCFF:  # a byte that is not valid UTF-8
+        return f"\\x{cp - 0xDC00:02x}"
+    return _escape_char(ch)
+
+
+@functools.lru_cache(maxsize=2)
+def _table(one, keep_backslash: bool) -> dict[int, str]:
+    """str.translate table of `one` for the characters most often escaped: C0 and C1 controls,
+    DEL, the bytes that are not UTF-8 (surrogate escapes) and, unless kept, the backslash."""
+    cps = [*range(0x20), *range(0x7F, 0xA0), *range(0xDC80, 0xDD00)] + ([] if keep_backslash else [0x5C])
+    return {cp: one(chr(cp)) for cp in cps}
+
+
+def _bulk(text: str, one, keep_backslash: bool) -> str:
+    """`text` with `one(ch)` applied to each character, in chunks, at C speed where possible: a
+    chunk that is printable (no control, format, surrogate, private-use, unassigned or separator
+    character, which is what `one` escapes) and holds no backslash to escape is kept as it is;
+    one whose only such characters are controls or byte escapes is translated with a table; the
+    rest go one character at a time. 60 MB of text take well under a second."""
+    table = _table(one, keep_backslash)
+    parts = []
+    for i in range(0, len(text), _CHUNK):
+        chunk = text[i:i + _CHUNK]
+        if chunk.isprintable() and (keep_backslash or "\\" not in chunk):
+            parts.append(chunk)
+            continue
+        done = chunk.translate(table)
+        if not done.isprintable():  # something the table does not cover (bidi marks, NBSP...)
+            done = "".join(ch if keep_backslash and ch == "\\" else one(ch) for ch in chunk)
+        parts.append(done)
+    return "".join(parts)
+
+
 def escape(token: bytes | None) -> str:
     """Printable, lossless text for a token's bytes ('' for None)."""
     if not token:
         return ""
     if _PLAIN.fullmatch(token):
         return token.decode("ascii")
-    text = token.decode("utf-8", errors="surrogateescape")
-    out = []
-    for ch in text:
-        cp = ord(ch)
-        if 0xDC80 <= cp <= 0xDCFF:  # a byte that is not valid UTF-8
-            out.append(f"\\x{cp - 0xDC00:02x}")
-        else:
-            out.append(_escape_char(ch))
-    return "".join(out)
+    return _bulk(token.decode("utf-8", errors="surrogateescape"), _escape_token_char, keep_backslash=False)
 
 
 def visible_spaces(text: str) -> str:
@@ -52,4 +83,10 @@ def visible_spaces(text: str) -> str:
 
 def sanitize(text: str) -> str:
     """A message for the terminal: control and bidi characters escaped, backslashes kept."""
-    return "".join(ch if ch == "\\" else _escape_char(ch) for ch in text)
+    return _bulk(text, _escape_char, keep_backslash=True)
+
+
+def shorten(text: str, limit: int = 1000) -> str:
+    """`text`, or its first `limit` characters and how long it is: for strings from a file
+    (safetensors metadata, tensor names) that can be megabytes long."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

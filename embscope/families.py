@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from embscope.errors import EmbscopeError
@@ -48,10 +49,12 @@ class Layout:
     others: list[str] = field(default_factory=list)  # other tensors that matched the token name
 
 
+_COMPILE_PREFIXES = re.compile(r"(?:_orig_mod\.)*")  # COMPILE_PREFIX, any number of times
+
+
 def strip_compile_prefix(key: str) -> str:
-    while key.startswith(COMPILE_PREFIX):
-        key = key[len(COMPILE_PREFIX):]
-    return key
+    """`key` without its leading COMPILE_PREFIXes, in one pass (a name may repeat it 300,000 times)."""
+    return key[_COMPILE_PREFIXES.match(key).end():]
 
 
 def _hits(keys: list[str], suffix: str) -> list[str]:
@@ -88,6 +91,16 @@ def _config_number(config: dict, key: str, default, kind: type):
         if number is not None and number >= 0 and (kind is int or math.isfinite(number)):
             return number
     raise EmbscopeError(f"config.json: '{key}' is {reprlib.repr(value)}, not a number embscope can use")
+
+
+def _config_text(config: dict, key: str) -> str | None:
+    """config[key] as a string (or None when absent): config.json comes from the model's author."""
+    import reprlib
+
+    value = config.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise EmbscopeError(f"config.json: '{key}' is {reprlib.repr(value)}, not a string embscope can use")
 
 
 def detect_layout(
@@ -130,7 +143,7 @@ def detect_layout(
     if family == "gpt2" and layout.wpe_key is None and _find(keys, NANOCHAT_MARK):
         layout.family = "nanochat"
 
-    model_type = config.get("model_type")
+    model_type = _config_text(config, "model_type")
     if family == "opt" and layout.wpe_key:
         layout.position_offset = OPT_POSITION_OFFSET
     if family == "bert":

@@ -7,7 +7,6 @@ checkpoints only the shards that hold the embeddings.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from embscope.families import GPT2_VOCAB_FAMILIES, Layout, detect_layout, strip_
 from embscope.formats import Format
 from embscope.io.hub import HubRepo, looks_like_hub_id
 from embscope.io.matrix import Matrix
+from embscope.io.small_files import read_json, require_regular
 from embscope.tokenizer import Tokenizer
 
 ENV_MODEL = "EMBSCOPE_MODEL"
@@ -184,6 +184,7 @@ class _TorchReader(_Reader):
         # nanoGPT, modded-nanogpt, Lightning or a plain state dict: format, tensors, training facts
         contents = identify(self._archive.tree, path, self._scalar)
         self.format, self._state, self.facts = contents.format, contents.state, contents.facts
+        _check_ints(path, self.facts)
         self.keys = list(self._state)
         self.read_bytes = self._archive.bytes_read
 
@@ -215,16 +216,21 @@ class _TorchReader(_Reader):
         pass
 
 
+def _check_ints(path: str, facts: dict, where: str = "") -> None:
+    """Every int among the facts fits in 64 bits: a pickle can hold 10**5000, which Python will
+    not even print (more than 4300 digits)."""
+    for k, v in facts.items():
+        if isinstance(v, dict):
+            _check_ints(path, v, f"{where}{k}.")
+        elif type(v) is int and not -(2**63) <= v < 2**63:
+            raise EmbscopeError(f"{path}: '{where}{k}' is an integer of {v.bit_length()} bits,"
+                                " not a number embscope can use")
+
+
 def _read_json(path: str | None) -> dict:
     if not path:
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise EmbscopeError(f"{path}: not readable JSON ({e})") from None
-    except RecursionError:
-        raise EmbscopeError(f"{path}: not readable JSON (nested too deeply)") from None
+    data = read_json(path)  # a regular file, size-capped: never a FIFO or /dev/zero
     return data if isinstance(data, dict) else {}
 
 
@@ -242,7 +248,8 @@ def _sharded_map(index_path: str) -> dict[str, str]:
 def _local_fetch(directory: str):
     def fetch(name: str, required: bool = False) -> str | None:
         path = os.path.join(directory, name)
-        if os.path.isfile(path):
+        if os.path.lexists(path) and not os.path.isdir(path):
+            require_regular(path)  # a FIFO or /dev/zero under a model file's name is an error
             return path
         if required:
             raise EmbscopeError(f"{path}: no such file")
@@ -280,6 +287,8 @@ def _open_local(spec: str, step: int | None):
 
 def _open_reader(spec: str, step: int | None = None):
     """(reader, directory of the model or None, fetch function for sibling files)."""
+    if os.path.exists(spec) and not os.path.isdir(spec):
+        require_regular(spec)
     local = _open_local(spec, step)
     if local is not None:
         return local
@@ -359,6 +368,7 @@ class _ShardedTorchReader(_Reader):
 
 
 def _reader_for_file(path: str, config: dict):
+    require_regular(path)
     if path.endswith(".safetensors"):
         return _SafetensorsReader(path, config)
     if os.path.getsize(path) == 0:
@@ -500,7 +510,9 @@ def _tied(reader: _Reader, layout: Layout) -> bool | None:
     # safetensors cannot share storage, and sharded torch checkpoints span archives: the config says
     tie = reader.config.get("tie_word_embeddings")
     if tie is not None:
-        return bool(tie)
+        if not isinstance(tie, bool):  # "false" is a string, and bool("false") is True
+            raise EmbscopeError(f"config.json: 'tie_word_embeddings' is {tie!r:.40}, not true or false")
+        return tie
     if head is None and reader.facts.get("format") == "nanogpt":
         return True  # safetensors exported from nanoGPT (embscope's bundled model): GPT ties them
     if head is None:

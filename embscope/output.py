@@ -173,6 +173,31 @@ def _usual_mode(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def check_writable(path: str) -> None:
+    """Fail now, before any output, if `path` cannot be written as atomic_write writes it: a
+    directory, a missing directory, or a directory where no file can be made (read-only, no
+    permission). A nameless file is made there and closed (on Linux it never gets a name)."""
+    from embscope.errors import EmbscopeError
+
+    directory = _check_target(path)
+    try:
+        tempfile.TemporaryFile(dir=directory, prefix=".embscope-").close()
+    except OSError as e:
+        raise EmbscopeError(f"Cannot write {path}: {e.strerror or e}") from None
+
+
+def _check_target(path: str) -> str:
+    """The directory `path` goes in, after the checks atomic_write makes first."""
+    from embscope.errors import EmbscopeError
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise EmbscopeError(f"Cannot write {path}: it is a directory")
+    if not os.path.isdir(directory):
+        raise EmbscopeError(f"Cannot write {path}: directory {os.path.dirname(path) or '.'} does not exist")
+    return directory
+
+
 def atomic_write(path: str, write_bytes) -> None:
     """Call write_bytes(file) on a file with no name yet, in `path`'s directory, then give it
     `path`: readers see the whole file or none of it, and nothing is left behind on failure.
@@ -186,11 +211,7 @@ def atomic_write(path: str, write_bytes) -> None:
     def fail(why: str) -> EmbscopeError:
         return EmbscopeError(f"Cannot write {path}: {why}")
 
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise fail("it is a directory")
-    if not os.path.isdir(directory):
-        raise fail(f"directory {os.path.dirname(path) or '.'} does not exist")
+    directory = _check_target(path)
     tmp = None
     try:
         fd = _anonymous_file(directory)

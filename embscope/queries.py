@@ -12,6 +12,7 @@ from embscope.model import Embeddings
 
 _OPERATOR = re.compile(r"\s+([+-])\s+")
 _ID = re.compile(r"#(\d+)")
+MAX_ID_DIGITS = 18  # ids are int64 in every format
 
 
 @dataclass
@@ -81,7 +82,11 @@ def split_terms(words: list[str]) -> list[tuple[int, str]]:
 def term_ids(emb: Embeddings, text: str, exact: bool) -> list[int]:
     m = _ID.fullmatch(text)
     if m:
-        token_id = int(m.group(1))
+        digits = m.group(1).lstrip("0") or "0"
+        if len(digits) > MAX_ID_DIGITS:  # no model has that many tokens; int() would refuse > 4300 digits
+            shown = f"{digits[:12]}... ({len(digits)} digits)"
+            raise EmbscopeError(f"token id #{shown} is out of range (the model has {emb.n_tokens} tokens)")
+        token_id = int(digits)
         if token_id >= emb.n_tokens:
             raise EmbscopeError(f"token id #{token_id} is out of range (the model has {emb.n_tokens} tokens)")
         return [token_id]

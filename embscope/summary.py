@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embscope.display import sanitize
+from embscope.display import sanitize, shorten
 from embscope.model import Embeddings, default_model_dir, display_path
 
 
@@ -23,8 +23,8 @@ def describe(emb: Embeddings) -> list[tuple[str, object]]:
         ("format", emb.format),
         ("family", lay.family),
         ("files", ", ".join(display_path(f) for f in emb.files)),
-        ("token_tensor", lay.wte_key),
-        ("position_tensor", lay.wpe_key or "none (no learned positions)"),
+        ("token_tensor", shorten(lay.wte_key)),
+        ("position_tensor", shorten(lay.wpe_key) if lay.wpe_key else "none (no learned positions)"),
         ("vocab_rows", emb.vocab_rows),
         ("tokens", emb.n_tokens),
         ("padding_rows", emb.vocab_rows - emb.n_tokens),
@@ -41,17 +41,19 @@ def describe(emb: Embeddings) -> list[tuple[str, object]]:
          if emb.file_bytes else ""),
     ]
     if emb.norm is not None:
-        rows.append(("embedding_layernorm", f"{lay.norm_keys[0]} (eps {emb.norm[2]:g})"))
+        rows.append(("embedding_layernorm", f"{shorten(lay.norm_keys[0])} (eps {emb.norm[2]:g})"))
     if lay.token_type_key:
-        rows.append(("token_type_tensor", lay.token_type_key))
+        rows.append(("token_type_tensor", shorten(lay.token_type_key)))
     for key in TRAINING_FACTS:
         if key in emb.facts:
-            rows.append((key, emb.facts[key]))
+            value = emb.facts[key]
+            rows.append((key, shorten(value) if isinstance(value, str) else value))
+    # safetensors __metadata__: shown up to 1000 characters a key or value (a value can be 60 MB)
     for key, value in sorted(emb.facts.items()):
         if key not in TRAINING_FACTS + ("model_args", "config") and isinstance(value, str):
-            rows.append((f"meta.{key}", value))
+            rows.append((f"meta.{shorten(key)}", shorten(value)))
     if isinstance(emb.facts.get("model_args"), dict):
-        rows.append(("model_args", ", ".join(f"{k}={v}" for k, v in emb.facts["model_args"].items())))
+        rows.append(("model_args", shorten(", ".join(f"{k}={v}" for k, v in emb.facts["model_args"].items()))))
     rows.append(("load_seconds", round(emb.load_seconds, 4)))
     # Tensor names, metadata and paths come from the files: no control characters reach a terminal.
     return [(field, sanitize(value) if isinstance(value, str) else value) for field, value in rows]

@@ -16,6 +16,8 @@ from embscope.errors import EmbscopeError, first_line, missing_extra
 from embscope.io.restricted_pickle import PlainDataUnpickler, safe_loads
 from embscope.tokenizer_config import (BERT_SPECIALS, add_config_tokens, config_tokens, read_tokenizer_config,
                                        token_content)
+from embscope.io.small_files import read_small, require_regular
+from embscope.native import RustGuard, native_call
 
 GPT2_SPECIAL = "<|endoftext|>"
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -83,7 +85,7 @@ class HFTokenizer(Tokenizer):
         # with padding and truncation off (transformers does), and embscope decides about length.
         tok.no_padding()
         tok.no_truncation()
-        self._tok = tok
+        self._tok = RustGuard(tok)  # a Rust panic while encoding becomes an Exception
         self.kind = kind
         self.source = source
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
@@ -158,7 +160,11 @@ class TransformersTokenizer(Tokenizer):
         self.vocab_size = len(tok)
 
     def encode(self, text: str) -> list[int]:
-        return list(self._tok(text, add_special_tokens=False)["input_ids"])
+        try:
+            with native_call():
+                return list(self._tok(text, add_special_tokens=False)["input_ids"])
+        except Exception as e:  # noqa: BLE001 - any failure inside transformers
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({first_line(e)})") from None
 
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._tok.convert_ids_to_tokens(token_id) or ""
@@ -176,8 +182,10 @@ def _tokenizers_module():
 
 def from_tokenizer_json(path: str) -> HFTokenizer:
     tk = _tokenizers_module()
+    require_regular(path)  # a FIFO would block the library's read forever
     try:
-        tok = tk.Tokenizer.from_file(path)
+        with native_call():
+            tok = tk.Tokenizer.from_file(path)
     except Exception as e:  # noqa: BLE001 - the library raises bare Exception on bad files
         raise EmbscopeError(f"{path}: not a readable tokenizer.json ({first_line(e)})") from None
     return HFTokenizer(tok, "tokenizer.json (tokenizers)", path)
@@ -189,8 +197,11 @@ def from_vocab_merges(vocab: str, merges: str, kind: str = "byte-level BPE (voca
     special and added tokens), as transformers reads it."""
     tk = _tokenizers_module()
     config = config or {}
+    require_regular(vocab)
+    require_regular(merges)
     try:
-        tok = tk.Tokenizer(tk.models.BPE.from_file(vocab, merges))
+        with native_call():
+            tok = tk.Tokenizer(tk.models.BPE.from_file(vocab, merges))
     except Exception as e:  # noqa: BLE001
         raise EmbscopeError(f"{vocab}: not a readable BPE vocabulary ({first_line(e)})") from None
     tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=config.get("add_prefix_space") is True)
@@ -210,11 +221,13 @@ def from_wordpiece(vocab_txt: str, config: dict | None = None) -> HFTokenizer:
     lowercase = config.get("do_lower_case", True) is not False
     strip_accents = config.get("strip_accents")
     names = {k: token_content(config.get(k)) or default for k, default in BERT_SPECIALS.items()}
+    require_regular(vocab_txt)
     try:
-        tok = tk.BertWordPieceTokenizer(
-            vocab_txt, **names, lowercase=lowercase, clean_text=True,
-            strip_accents=strip_accents if isinstance(strip_accents, bool) else None,
-            handle_chinese_chars=config.get("tokenize_chinese_chars", True) is not False)
+        with native_call():
+            tok = tk.BertWordPieceTokenizer(
+                vocab_txt, **names, lowercase=lowercase, clean_text=True,
+                strip_accents=strip_accents if isinstance(strip_accents, bool) else None,
+                handle_chinese_chars=config.get("tokenize_chinese_chars", True) is not False)
     except Exception as e:  # noqa: BLE001
         raise EmbscopeError(f"{vocab_txt}: not a readable WordPiece vocabulary ({first_line(e)})") from None
     add_config_tokens(tok._tokenizer, config, os.path.dirname(vocab_txt))
@@ -230,12 +243,7 @@ def bundled_gpt2() -> HFTokenizer:
 
 
 def from_meta_pkl(path: str) -> CharTokenizer:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise EmbscopeError(f"{path}: {e.strerror}") from None
-    meta = safe_loads(data, PlainDataUnpickler, path)
+    meta = safe_loads(read_small(path), PlainDataUnpickler, path)
     stoi = meta.get("stoi") if isinstance(meta, dict) else None
     itos = meta.get("itos") if isinstance(meta, dict) else None
     if not (
@@ -252,12 +260,24 @@ def from_meta_pkl(path: str) -> CharTokenizer:
     return CharTokenizer(stoi, itos, path)
 
 
+def _no_special_files(directory: str) -> None:
+    """Every entry of `directory` is a regular file or a folder: never a FIFO or a device that
+    a library would block on or read without end."""
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not os.path.isdir(path):
+            require_regular(path)
+
+
 def from_directory(directory: str) -> Tokenizer | None:
     """The tokenizer saved in a model directory, or None when it holds none."""
 
     def has(name: str) -> str | None:
         p = os.path.join(directory, name)
-        return p if os.path.isfile(p) else None
+        if os.path.lexists(p) and not os.path.isdir(p):
+            require_regular(p)  # a FIFO vocab.txt is an error, not a missing file
+            return p
+        return None
 
     if has("tokenizer.json"):
         return from_tokenizer_json(has("tokenizer.json"))
@@ -270,9 +290,11 @@ def from_directory(directory: str) -> Tokenizer | None:
             from transformers import AutoTokenizer
         except ImportError:
             raise missing_extra("transformers", "transformers", "This model's SentencePiece tokenizer") from None
+        _no_special_files(directory)  # transformers reads whatever it finds there
         try:
             # Never run code from the folder (auto_map), and never let transformers ask about it.
-            tok = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+            with native_call():
+                tok = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
             return TransformersTokenizer(tok, directory)
         except Exception as e:  # noqa: BLE001 - any failure inside transformers
             raise EmbscopeError(f"{directory}: transformers could not load the tokenizer ({first_line(e)})") from None
@@ -288,6 +310,7 @@ def from_path(path: str) -> Tokenizer:
         return tok
     if not os.path.exists(path):
         raise EmbscopeError(f"{path}: no such file or directory")
+    require_regular(path)
     name = os.path.basename(path)
     if name.endswith(".bin"):  # llm.c's gpt2_tokenizer.bin
         from embscope.io.llmc import read_tokenizer

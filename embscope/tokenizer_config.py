@@ -3,10 +3,10 @@ settings and the added/special tokens transformers applies when it loads those f
 
 from __future__ import annotations
 
-import json
 import os
 
 from embscope.errors import EmbscopeError
+from embscope.io.small_files import read_json
 
 # BERT's special tokens and their names when tokenizer_config.json does not rename them
 BERT_SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "cls_token": "[CLS]", "pad_token": "[PAD]",
@@ -66,15 +66,24 @@ def add_config_tokens(tok, config: dict, source: str) -> None:
                                 f" id {declared}, but the vocabulary makes it {got}")
 
 
+BOOLEAN_SETTINGS = ("do_lower_case", "tokenize_chinese_chars", "add_prefix_space")  # strip_accents: or null
+
+
 def read_tokenizer_config(directory: str) -> dict:
     """special_tokens_map.json, then tokenizer_config.json, beside a vocabulary ({} when there are
-    none or they are unreadable: the defaults apply)."""
+    none: the defaults apply). A file that is there but unreadable, or a setting of the wrong type,
+    is an error: guessing would encode text differently from the model's own tokenizer."""
     config: dict = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        try:
-            with open(os.path.join(directory, name), encoding="utf-8") as f:
-                part = json.load(f)
-        except (OSError, ValueError, RecursionError):
+        path = os.path.join(directory, name)
+        if not os.path.lexists(path):
             continue
-        config.update(part if isinstance(part, dict) else {})
+        part = read_json(path)  # a regular file, size-capped: never a FIFO or /dev/zero
+        if not isinstance(part, dict):
+            raise EmbscopeError(f"{path}: not a JSON object")
+        for key in BOOLEAN_SETTINGS + ("strip_accents",):
+            value = part.get(key)
+            if key in part and not isinstance(value, bool) and not (key == "strip_accents" and value is None):
+                raise EmbscopeError(f"{path}: '{key}' is {value!r:.40}, not true or false")
+        config.update(part)
     return config

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import torch
 
-from embscope.errors import EmbscopeError
 from embscope.formats import Format
 from embscope.model import load
 from tests import format_writers as fw

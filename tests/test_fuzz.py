@@ -466,3 +466,278 @@ def test_cli_never_shows_a_traceback(base, capsys, kind, suffix):
         _cli_outcome([*command, "-m", str(path), "-f", "tsv"], capsys)
 
     inner()
+
+
+# --- issue 17: the classes of the hostile sweep ---------------------------------------------------
+# Container sizes and key types (meta.pkl / data.pkl), tensor sizes and strides (data.pkl), tensor
+# name lengths, and special files where a model folder's small files should be.
+
+INT64 = 2**63
+KEY_INTS = st.sampled_from([0, 1, -1, -2, 2**31, 2**61 - 1, 2**61, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1,
+                            2**64, 10**30, -(10**30), 10**300]) | st.integers(-(2**70), 2**70)
+KEYS = KEY_INTS | st.floats() | st.text(max_size=6) | st.binary(max_size=6) | st.none() | st.booleans() \
+    | st.tuples(st.integers(0, 3))
+LEAVES = st.none() | st.booleans() | KEY_INTS | st.floats() | st.text(max_size=8) | st.binary(max_size=8)
+
+
+def _plain_keys(obj) -> bool:
+    """Whether every dict key and set member in `obj` is what the restricted unpickler accepts:
+    a str, float, bool, None, bytes, or an int within 64 bits."""
+    if isinstance(obj, dict):
+        return all(_plain_key(k) for k in obj) and all(_plain_keys(v) for v in obj.values())
+    if isinstance(obj, (set, frozenset)):
+        return all(_plain_key(k) for k in obj)
+    if isinstance(obj, (list, tuple)):
+        return all(_plain_keys(v) for v in obj)
+    return True
+
+
+def _plain_key(k) -> bool:
+    if type(k) is int:
+        return -INT64 <= k < INT64
+    return type(k) in (str, float, bool, type(None), bytes)
+
+
+@st.composite
+def containers(draw):
+    """A Python object of nested containers, some of them large (built, not drawn item by item),
+    with keys of every type and size, including ints beyond 64 bits and ints sharing a hash."""
+    def big(kind, n, key):
+        if kind == "list":
+            return list(range(n))
+        if kind == "set":
+            return {key(i) for i in range(n)}
+        return {key(i): i for i in range(n)}
+
+    key = draw(st.sampled_from([lambda i: i, lambda i: str(i), lambda i: float(i) + 0.5,
+                                lambda i: 1 + i * (2**61 - 1), lambda i: -i - 2**40]))
+    sized = st.builds(big, st.sampled_from(["list", "set", "dict"]), st.integers(0, 3000), st.just(key))
+    nested = st.recursive(
+        LEAVES | sized,
+        lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+        | st.dictionaries(KEYS, inner, max_size=4) | st.frozensets(KEYS, max_size=4),
+        max_leaves=12)
+    return draw(nested)
+
+
+def test_pickle_container_sizes_and_key_types():
+    """Pickles of any containers, every protocol: the restricted unpickler returns exactly what
+    pickle returns (they hold no globals, so pickle is safe to ask), or refuses a key with one
+    error when, and only when, a key is not a plain scalar within 64 bits."""
+    from embscope.io.restricted_pickle import PlainDataUnpickler, safe_loads
+
+    @PROFILE
+    @given(containers(), st.integers(4, pickle.HIGHEST_PROTOCOL))  # 0-3 pickle sets and bytes by calls
+    def inner(obj, protocol):
+        data = pickle.dumps(obj, protocol=protocol)
+        with time_limit():
+            try:
+                got = safe_loads(data, PlainDataUnpickler, "x")
+            except EmbscopeError as e:
+                count("refused")
+                assert not _plain_keys(obj)
+                assert str(e).startswith("x: not a readable pickle (a dict key or set member "), str(e)
+                return
+        count("loaded")
+        assert _plain_keys(obj)
+        assert repr(got) == repr(pickle.loads(data))
+
+    inner()
+
+
+_SIZES = st.sampled_from([0, 1, 2, 8, 60, 65, 520, 2**31, 2**62, 2**63 - 1, 2**63, 2**64, 10**30])
+
+
+@st.composite
+def tensor_ref(draw):
+    """wte as a reference into storage data/0 (VOCAB x DIM floats): any shape, stride and offset,
+    often a readable one (contiguous, inside the storage) or one step away from it."""
+    return draw(_readable_ref() | _readable_ref().flatmap(_nudged) | _any_ref())
+
+
+@st.composite
+def _readable_ref(draw):
+    rows = draw(st.integers(1, VOCAB))
+    offset = draw(st.integers(0, (VOCAB - rows) * DIM))
+    if draw(st.booleans()):  # row-major, as saved; a single row may carry any stride
+        return (rows, DIM), (draw(st.just(DIM) | _SIZES) if rows == 1 else DIM, 1), offset
+    return (rows, DIM), (1, rows), offset  # column-major: a transposed matrix
+
+
+def _nudged(ref):
+    """One of the numbers of a readable reference moved by one, or set to an edge value."""
+    shape, stride, offset = ref
+    values = [*shape, *stride, offset]
+
+    @st.composite
+    def nudge(draw):
+        moved = list(values)
+        i = draw(st.integers(0, len(moved) - 1))
+        moved[i] = draw(st.sampled_from([moved[i] + 1, max(0, moved[i] - 1), 0, 2**63 - 1, 2**63]))
+        return tuple(moved[:2]), tuple(moved[2:4]), moved[4]
+
+    return nudge()
+
+
+@st.composite
+def _any_ref(draw):
+    rows = draw(st.integers(0, VOCAB + 5) | st.integers(1, VOCAB // 2) | _SIZES)
+    cols = draw(st.just(DIM) | st.just(DIM) | st.integers(0, 9) | _SIZES)
+    shape = draw(st.sampled_from([(rows, cols)] * 5 + [(rows,), (rows, cols, 2), ()]))
+    stride = list(_contiguous(shape))
+    how = draw(st.sampled_from(["contiguous", "contiguous", "one changed", "random"]))
+    if how == "one changed" and shape:
+        stride[draw(st.integers(0, len(shape) - 1))] = draw(_SIZES | st.integers(0, 9))
+    elif how == "random":
+        stride = draw(st.lists(_SIZES | st.integers(0, 9), min_size=len(shape), max_size=len(shape)))
+    offset = draw(st.sampled_from([0, DIM, 5 * DIM]) | st.integers(0, VOCAB * DIM + 8)
+                  | st.sampled_from([2**63 - 1, 2**63, 10**30]))
+    return shape, tuple(stride), offset
+
+
+def test_data_pkl_strides(base):
+    """Every size, stride and offset for wte: either refused with one error, or read exactly as
+    torch views the storage; and every non-empty 2-D view inside the storage with no more
+    elements than the storage holds is read (no false refusals)."""
+    src = base["root"] / "small.pt"
+    storage = np.frombuffer(next(v for k, v in u.zip_entries(src).items() if k.endswith("/data/0")), np.float32)
+    wpe = ("1", POS * DIM, (POS, DIM), (DIM, 1))
+
+    @PROFILE
+    @given(tensor_ref())
+    def inner(ref):
+        shape, stride, offset = ref
+        data = u.state_pickle({"transformer.wte.weight": ("0", storage.size, shape, stride, offset),
+                               "transformer.wpe.weight": wpe})
+        path = fresh(base, "ckpt.pt", b"")
+        u.replace_entry(src, path, "/data.pkl", data)
+        wte = load_or_refuse(path)
+        numel = int(np.prod(shape, dtype=object))
+        last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+        readable = (len(shape) == 2 and numel and shape[1] == DIM and numel <= storage.size
+                    and last < storage.size and all(v < INT64 for v in (*shape, *stride, offset)))
+        if wte is None:
+            assert not readable, ref
+        else:
+            assert readable, ref
+            # What torch shows for this view, element by element: storage[offset + i*s0 + j*s1].
+            i, j = np.indices(shape)
+            np.testing.assert_array_equal(wte, storage[offset + i * stride[0] + j * stride[1]])
+
+    inner()
+
+
+def _contiguous(shape) -> tuple:
+    out, step = [], 1
+    for n in reversed(shape):
+        out.insert(0, step)
+        step *= n
+    return tuple(out)
+
+
+@st.composite
+def tensor_name(draw):
+    """The wte name: `_orig_mod.` repeated up to 300,000 times, junk of up to a megabyte, or
+    characters that must be escaped."""
+    prefix = "_orig_mod." * draw(st.sampled_from([0, 1, 2, 1000, 300_000]))
+    junk = draw(st.sampled_from(["", "x" * 1_000_000, "\x1b[2J" * 1000, "é\u202e" * 5000]))
+    return prefix + junk + ("." if junk else "") + "transformer.wte.weight"
+
+
+def test_tensor_name_lengths(base, capsys):
+    """Long and repeated tensor names through `info` and `neighbors`: quick, and the name shown
+    is the first 1000 characters (escaped) and the length."""
+    from embscope.display import sanitize, shorten
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    wte = rng.standard_normal((VOCAB, DIM)).astype(np.float32)  # (V, d)
+
+    @FEW
+    @given(tensor_name())
+    def inner(name):
+        path = fresh(base, "model.safetensors", b"")
+        save_file({name: wte}, str(path))
+        with time_limit():
+            code, out, err = run(["info", "-m", str(path), "-f", "tsv"], capsys)
+        count(f"exit {code}")
+        assert (code, err) == (0, ""), err
+        fields = dict(line.split("\t", 1) for line in out.splitlines()[1:])
+        assert fields["token_tensor"] == sanitize(shorten(name))
+        _cli_outcome(["neighbors", "#1", "-k", "2", "-m", str(path), "-f", "tsv"], capsys)
+
+    inner()
+
+
+SPECIAL = ["fifo", "dev-zero", "dev-null", "directory", "dangling", "sparse 65 MiB", "empty"]
+FOLDER_FILES = ["config.json", "tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
+                "special_tokens_map.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.model"]
+
+
+def _special(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "dev-null":
+        path.symlink_to("/dev/null")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "dangling":
+        path.symlink_to(path.parent / "nowhere")
+    elif kind == "sparse 65 MiB":
+        with open(path, "wb") as f:
+            f.truncate((64 << 20) + (1 << 20))
+    else:
+        path.write_bytes(b"")
+
+
+@contextmanager
+def _unblock_fifos_later(directory: Path, seconds: int = TIME_LIMIT + 2):
+    """A watchdog process that opens the FIFOs in `directory` for writing after `seconds`: a
+    regression that hands a FIFO to Rust code (which retries its open() on every signal, so the
+    time limit cannot stop it) then fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    script = ("import os, stat, sys, time; time.sleep(float(sys.argv[2]))\n"
+              "for n in os.listdir(sys.argv[1]):\n"
+              "    p = os.path.join(sys.argv[1], n)\n"
+              "    if stat.S_ISFIFO(os.lstat(p).st_mode):\n"
+              "        try: os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))\n"
+              "        except OSError: pass\n")
+    watchdog = subprocess.Popen([sys.executable, "-c", script, str(directory), str(seconds)])
+    try:
+        yield
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+
+
+def test_special_files_in_a_model_folder(base, capsys):
+    """FIFOs, devices, folders, dangling links, sparse giants and empty files where a model
+    folder's files go (one or two at a time): an answer or one error line, never a hang (a FIFO
+    opened for reading blocks) or a read without end (/dev/zero)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    tensors = {"embeddings.word_embeddings.weight": rng.standard_normal((8, DIM)).astype(np.float32),
+               "embeddings.position_embeddings.weight": rng.standard_normal((POS, DIM)).astype(np.float32)}
+
+    @FEW
+    @given(st.lists(st.tuples(st.sampled_from(FOLDER_FILES), st.sampled_from(SPECIAL)), min_size=1, max_size=2,
+                    unique_by=lambda t: t[0]),
+           st.sampled_from([["info"], ["neighbors", "king", "-k", "2"], ["embed", "king"]]))
+    def inner(specials, command):
+        d = fresh(base, "model", b"").parent / "folder"
+        d.mkdir()
+        save_file(tensors, str(d / "model.safetensors"))
+        (d / "config.json").write_text('{"model_type": "bert"}')
+        (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "king"]) + "\n")
+        for name, kind in specials:
+            (d / name).unlink(missing_ok=True)
+            _special(d / name, kind)
+        with _unblock_fifos_later(d):
+            _cli_outcome([*command, "-m", str(d), "-f", "tsv"], capsys)
+
+    inner()

@@ -18,7 +18,7 @@ DTYPES = ["float32", "float16", "bfloat16"]
 def gpt2(request, tmp_path_factory):
     """(model directory, reference float32 wte) for a tiny GPT-2 saved in each dtype."""
     d = tmp_path_factory.mktemp(f"gpt2-{request.param}")
-    model = save_gpt2(d, dtype=getattr(torch, request.param))
+    save_gpt2(d, dtype=getattr(torch, request.param))
     ref = GPT2LMHeadModel.from_pretrained(d, dtype=getattr(torch, request.param))
     return d, ref.get_input_embeddings().weight.detach().float().numpy()
 

@@ -8,12 +8,14 @@ Every folder here is written by the real serializers: `tokenizers` (`Tokenizer.s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from embscope.errors import EmbscopeError
 from embscope.tokenizer import from_path
 from tests.builders import GPT2_FILES, bert_tokenizer, gpt2_tokenizer, shakespeare_text
 from tests.helpers import jsonl, run
@@ -316,10 +318,18 @@ def test_an_added_token_id_the_vocabulary_cannot_give_is_an_error(tmp_path, caps
                    " but the vocabulary makes it 50257\n")
 
 
-def test_an_unreadable_tokenizer_config_means_the_defaults(tmp_path):
+def test_an_unreadable_tokenizer_config_is_an_error(tmp_path):
+    """A config that is there but unreadable is not ignored: the defaults could encode text
+    differently from the model's own tokenizer."""
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(GPT2_FILES / name, tmp_path / name)
-    (tmp_path / "tokenizer_config.json").write_text("{not json")
-    tok = from_path(str(tmp_path))
+    config = tmp_path / "tokenizer_config.json"
+    config.write_text("{not json")
+    with pytest.raises(EmbscopeError, match=rf"^{re.escape(str(config))}: not readable JSON \("):
+        from_path(str(tmp_path))
+    config.write_text('{"add_prefix_space": "yes"}')
+    with pytest.raises(EmbscopeError, match=rf"^{re.escape(str(config))}: 'add_prefix_space' is 'yes', not true or false$"):
+        from_path(str(tmp_path))
+    config.unlink()
     text = "king <|endoftext|>"
-    assert tok.encode(text) == gpt2_tokenizer()(text)["input_ids"] == [3364, 220, 50256]
+    assert from_path(str(tmp_path)).encode(text) == gpt2_tokenizer()(text)["input_ids"] == [3364, 220, 50256]

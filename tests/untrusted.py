@@ -185,6 +185,30 @@ class Pickle:
     def int(self, n: int) -> Pickle:
         return self.op(pickle.BININT, struct.pack("<i", n))
 
+    def long(self, n: int) -> Pickle:
+        """Any int, as LONG1 or LONG4 (two's complement, little-endian), as pickle writes it."""
+        raw = pickle.encode_long(n)
+        if len(raw) < 256:
+            return self.op(pickle.LONG1, bytes([len(raw)]) + raw)
+        return self.op(pickle.LONG4, struct.pack("<i", len(raw)) + raw)
+
+    def ints(self, values) -> Pickle:
+        """A tuple of ints (any size)."""
+        return self.tuple(*[lambda q, v=v: q.long(v) for v in values])
+
+    def storage(self, key: str, numel: int, dtype: str = "FloatStorage") -> Pickle:
+        """torch's persistent id of storage `data/<key>`."""
+        return self.tuple(lambda q: q.str("storage"), lambda q: q.global_("torch", dtype), lambda q: q.str(key),
+                          lambda q: q.str("cpu"), lambda q: q.long(numel)).op(pickle.BINPERSID)
+
+    def tensor(self, key: str, numel: int, shape, stride, offset: int = 0) -> Pickle:
+        """torch._utils._rebuild_tensor_v2(storage, offset, shape, stride, False, OrderedDict())."""
+        self.global_("torch._utils", "_rebuild_tensor_v2")
+        return self.tuple(lambda q: q.storage(key, numel), lambda q: q.long(offset), lambda q: q.ints(shape),
+                          lambda q: q.ints(stride), lambda q: q.op(pickle.NEWFALSE),
+                          lambda q: q.global_("collections", "OrderedDict").op(pickle.EMPTY_TUPLE).op(pickle.REDUCE)
+                          ).op(pickle.REDUCE)
+
     def stack_global(self, module: str, name: str) -> Pickle:
         return self.str(module).str(name).op(pickle.STACK_GLOBAL)
 
@@ -211,6 +235,63 @@ def hash_bomb(depth: int = 60) -> bytes:
     for i in range(depth):
         p.get(i).get(i).op(pickle.TUPLE2).op(pickle.MEMOIZE).op(pickle.POP)
     return p.get(depth).int(1).op(pickle.SETITEM).bytes()
+
+
+def state_pickle(tensors: dict[str, tuple], nanogpt: bool = True, build: dict[str, str] | None = None) -> bytes:
+    """data.pkl of a torch zip holding {"model": {name: tensor}} (or the state dict alone), each
+    tensor given as (storage key, storage numel, shape, stride[, offset]): any size, stride or
+    offset, including ones torch itself could not write. The state dict is made as torch makes
+    it, `collections.OrderedDict()` filled by SETITEMS, then given the attributes `build` (as
+    torch's `_metadata`) by BUILD."""
+    p = Pickle(protocol=2)
+    if nanogpt:
+        p.op(pickle.EMPTY_DICT).str("model")
+    p.global_("collections", "OrderedDict").op(pickle.EMPTY_TUPLE).op(pickle.REDUCE).op(pickle.MARK)
+    for name, (key, numel, shape, stride, *offset) in tensors.items():
+        p.str(name).tensor(key, numel, shape, stride, *offset)
+    p.op(pickle.SETITEMS)
+    if build is not None:
+        p.op(pickle.EMPTY_DICT).op(pickle.MARK)
+        for k, v in build.items():
+            p.str(k).str(v)
+        p.op(pickle.SETITEMS).op(pickle.BUILD)
+    if nanogpt:
+        p.op(pickle.SETITEM)
+    return p.bytes()
+
+
+def colliding_dict(n: int, key=lambda i: 1 + i * (2**61 - 1)) -> bytes:
+    """A pickled dict of `n` int keys that all share one hash (Python hashes an int modulo
+    2**61 - 1), built from opcodes: building it with Python would itself take quadratic time."""
+    p = Pickle().op(pickle.EMPTY_DICT).op(pickle.MARK)
+    for i in range(n):
+        p.long(key(i)).str("a")
+    return p.op(pickle.SETITEMS).bytes()
+
+
+def shift_central_directory(src, dst, shift: int, keep: tuple[str, ...]) -> Path:
+    """Copy the zip `src` with the end record's central-directory offset raised by `shift` (so
+    zipfile subtracts `shift` from every entry's local-header offset) and the offsets of the
+    entries ending in one of `keep` raised to match: those stay readable, the others now point
+    `shift` bytes before where they are, below the start of the file for the first ones."""
+    raw = bytearray(Path(src).read_bytes())
+    end = raw.rfind(b"PK\x05\x06")
+    count, size, start = struct.unpack("<HII", raw[end + 10:end + 20])
+    struct.pack_into("<I", raw, end + 16, start + shift)
+    end64 = raw.rfind(b"PK\x06\x06")  # torch writes a zip64 end record too: zipfile reads that one
+    if end64 >= 0:
+        struct.pack_into("<Q", raw, end64 + 48, start + shift)
+    at = start
+    for _ in range(count):
+        assert raw[at:at + 4] == b"PK\x01\x02"
+        name_len, extra_len, comment_len = struct.unpack("<3H", raw[at + 28:at + 34])
+        name = raw[at + 46:at + 46 + name_len].decode()
+        if name.endswith(keep):
+            (offset,) = struct.unpack("<I", raw[at + 42:at + 46])
+            struct.pack_into("<I", raw, at + 42, offset + shift)
+        at += 46 + name_len + extra_len + comment_len
+    Path(dst).write_bytes(bytes(raw))
+    return Path(dst)
 
 
 def list_bomb(depth: int = 60) -> list:

@@ -67,7 +67,7 @@ BOS_NAMES = ("<|endoftext|>", "<s>", "[CLS]", "<|begin_of_text|>")  # GPT-2, Lla
 def bos_id(emb: Embeddings) -> int:
     """The id a BOS token has in this model: config.json's bos_token_id, else the first of the
     usual BOS tokens that the tokenizer has as one token."""
-    if isinstance(emb.config.get("bos_token_id"), int):
+    if type(emb.config.get("bos_token_id")) is int:  # not a bool
         return emb.config["bos_token_id"]
     for name in BOS_NAMES:
         token_id = emb.tokenizer.single_token(name)

@@ -27,6 +27,14 @@ def parse_range(text: str | None, n_positions: int, option: str = "--range") -> 
     return start, stop
 
 
+MAX_POSITIONS = 2048  # a side of the matrix: 2048² float64 cells are 32 MiB, 20000² would be 3.2 GB
+
+
+def step_for(n: int) -> int:
+    """The smallest step that leaves at most MAX_POSITIONS of `n` positions."""
+    return max(1, -(-n // MAX_POSITIONS))
+
+
 def similarity_matrix(vectors: np.ndarray, metric: str) -> np.ndarray:
     """(n, n) pairwise similarity of rows: cosine, dot, or euclidean distance."""
     with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows give NaN cells, shown as such

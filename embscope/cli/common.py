@@ -141,11 +141,19 @@ def picture_console():
 
 
 def output_kind(path: str, allowed: tuple[str, ...]) -> str:
+    """The file type of `-o path`, once the path is known to be writable: a command checks it
+    before it prints or computes anything."""
     from embscope.errors import UsageError
+    from embscope.output import check_writable
 
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext not in allowed:
         raise UsageError(f"-o {path}: unknown file type (use {' or '.join('.' + a for a in allowed)})")
+    if ext == "png":
+        from embscope.render.png import require_matplotlib
+
+        require_matplotlib()
+    check_writable(path)
     return ext
 
 

@@ -106,3 +106,11 @@ def main(argv: list[str] | None = None) -> None:
         if common.DEBUG["on"]:
             raise
         fail("out of memory", ExitStatus.ERROR)
+    except BaseException as e:  # a Rust panic outside embscope.native's guard (not an Exception)
+        from embscope.errors import first_line
+        from embscope.native import is_panic
+
+        if not is_panic(e) or common.DEBUG["on"]:
+            raise
+        fail(f"a library panicked: {first_line(e)}", ExitStatus.ERROR)
+

@@ -45,17 +45,18 @@ def neighbors(
     m = source.load()
     if top > m.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
-    warn_bad_rows(m.index.bad_rows(), "left out")
     if all_tokens:
         from embscope.analysis.positions import parse_range
 
         start, stop = parse_range(rows, m.n_tokens, option="--rows")
+        warn_bad_rows(m.index.bad_rows(), "left out")
         return _all(m, top, metric, format, start, stop)
     if query == ["-"]:
         return _batch(m, top, metric, exact, include_query, cosmul, format)
     q = m.query(query, exact)
+    found = m.answer([q], top, metric=metric, include_query=include_query, cosmul=cosmul)[0]  # errors before output
+    warn_bad_rows(m.index.bad_rows(), "left out")  # after: a query that is a NaN row is one error line
     _describe(m, q)
-    found = m.answer([q], top, metric=metric, include_query=include_query, cosmul=cosmul)[0]
     out = writer(format, ["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
     out.write_rows((n.rank, n.id, n.token, n.score) for n in found)
     out.close()
@@ -86,6 +87,7 @@ def _batch(m, top, metric, exact, include_query, cosmul, format):
     if not qs:
         raise EmbscopeError("no queries on stdin")
     answers = m.answer(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)  # errors before output
+    warn_bad_rows(m.index.bad_rows(), "left out")
     out = writer(format, ["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
     for q, found in zip(qs, answers):
         text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls

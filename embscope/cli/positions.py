@@ -17,7 +17,8 @@ def positions(
     source: ModelSource,
     metric: Annotated[str, typer.Option("--metric", help="cosine, dot or euclidean (distance).")] = "cosine",
     range_: Annotated[Optional[str], typer.Option("--range", metavar="A:B", help="Positions A..B-1 (default: all).")] = None,
-    step: Annotated[int, typer.Option("--step", help="Every S-th position.")] = 1,
+    step: Annotated[Optional[int], typer.Option("--step", help="Every S-th position (default: 1, or what"
+                                                " keeps the matrix within 2048 positions).")] = None,
     heatmap: Annotated[bool, typer.Option("--heatmap", help="Draw the matrix as a terminal heatmap (or -o FILE.png).")] = False,
     by_offset: Annotated[bool, typer.Option("--by-offset", help="Mean similarity as a function of |i - j|.")] = False,
     output: OutputOpt = None,
@@ -30,13 +31,14 @@ def positions(
     from embscope.output import resolve_format
 
     check_metric(metric)
-    if step < 1:
+    if step is not None and step < 1:
         raise UsageError(f"--step must be at least 1 (got {step})")
     kind = output_kind(output, ("npy", "png")) if output else None
     fmt = resolve_format(format)
     emb = source.load().emb
     emb.require_positions()
     start, stop = pos.parse_range(range_, emb.n_positions)
+    step = _fitting_step(start, stop, step)
     labels = list(range(start, stop, step))
     vectors = emb.position_rows(start, stop)[::step]  # (n, d)
     matrix = pos.similarity_matrix(vectors, metric)  # (n, n)
@@ -82,6 +84,25 @@ def positions(
                            value_label=value_label))
         return
     _write_matrix(fmt, labels, matrix, metric)
+
+
+def _fitting_step(start: int, stop: int, step: int | None) -> int:
+    """--step, or when it is not given the smallest step that keeps the matrix within
+    MAX_POSITIONS a side (said on stderr): 20,000 positions would be a 3.2 GB matrix."""
+    from embscope.analysis.positions import MAX_POSITIONS, step_for
+    from embscope.errors import UsageError
+
+    n = stop - start
+    if step is None:
+        step = step_for(n)
+        if step > 1:
+            note(f"positions {start}..{stop - 1} are more than one matrix holds ({MAX_POSITIONS}):"
+                 f" showing one in {step} (--step {step}); choose with --range and --step")
+        return step
+    if -(-n // step) > MAX_POSITIONS:
+        raise UsageError(f"--step {step}: positions {start}..{stop - 1} give {-(-n // step)} rows, more than"
+                         f" one matrix holds ({MAX_POSITIONS}); use --step {step_for(n)} or a narrower --range")
+    return step
 
 
 def _write_matrix(fmt, labels, matrix, metric) -> None:

@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 from embscope.errors import EmbscopeError
+from embscope.io.small_files import read_json
 
 MODULES = "modules.json"
 FOREIGN = {"tf_model.h5": "TensorFlow", "flax_model.msgpack": "Flax"}
@@ -47,11 +47,7 @@ def pipeline(directory: str) -> Pipeline | None:
 
 
 def _modules(path: str) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            modules = json.load(f)
-    except (OSError, ValueError, RecursionError) as e:
-        raise EmbscopeError(f"{path}: not readable JSON ({type(e).__name__})") from None
+    modules = read_json(path)  # a regular file, size-capped
     if not isinstance(modules, list) or not all(
         isinstance(m, dict) and isinstance(m.get("type"), str) and isinstance(m.get("path"), str)
         and _inside(m["path"]) for m in modules

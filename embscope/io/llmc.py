@@ -21,6 +21,7 @@ import numpy as np
 from embscope.errors import EmbscopeError
 from embscope.formats import Format
 from embscope.io.matrix import Matrix
+from embscope.io.small_files import read_small
 from embscope.io.steps import choose, steps_in
 
 MODEL_MAGIC = 20240326
@@ -155,11 +156,7 @@ def read_tokenizer(path: str):
     rank is its id (as in tiktoken's GPT-2), the end-of-text token is special."""
     from embscope.rank_bpe import GPT2_PATTERN, RankBPETokenizer
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise EmbscopeError(f"{path}: {e.strerror}") from None
+    data = read_small(path)  # a regular file, size-capped (GPT-2's is 0.4 MB)
     if len(data) < HEADER_BYTES:
         raise EmbscopeError(f"{path}: not an llm.c tokenizer file (shorter than its {HEADER_BYTES}-byte header)")
     header = np.frombuffer(data, dtype="<i4", count=4)

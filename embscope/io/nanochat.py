@@ -14,13 +14,13 @@ through a restricted unpickler and turned into an equivalent byte-pair encoding.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 
 from embscope.errors import EmbscopeError
 from embscope.formats import Format
+from embscope.io.small_files import read_json, read_small
 from embscope.io.steps import choose, steps_in
 
 MODEL = re.compile(r"model_(\d+)\.pt")
@@ -77,11 +77,7 @@ def _checkpoint(folder: str, steps: dict[int, str], step: int) -> Checkpoint:
     name = steps[step]
     digits = MODEL.fullmatch(name).group(1)
     meta_path = _meta_path(folder, digits)
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError, RecursionError) as e:
-        raise EmbscopeError(f"{meta_path}: not readable JSON ({type(e).__name__})") from None
+    meta = read_json(meta_path)  # a regular file, size-capped
     if not isinstance(meta, dict) or not isinstance(meta.get("model_config"), dict):
         raise EmbscopeError(f"{meta_path}: not a nanochat meta file (no 'model_config')")
     return Checkpoint(folder, step, os.path.join(folder, name), meta_path, meta, sorted(steps))
@@ -161,12 +157,7 @@ def read_tokenizer(path: str):
     from embscope.io.restricted_pickle import encoding_state
     from embscope.rank_bpe import RankBPETokenizer
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise EmbscopeError(f"{path}: {e.strerror}") from None
-    state = encoding_state(data, path)
+    state = encoding_state(read_small(path), path)
     if isinstance(state, str):
         raise EmbscopeError(f"{path}: a pickle of tiktoken's registered encoding '{state}' by name only;"
                             " it holds no vocabulary to read")

@@ -5,15 +5,22 @@ what each name becomes; ours return only embscope's own inert stand-ins, so a ho
 (os.system, eval, ...) fails with an error before anything is called.
 
 The opcodes run on pickle's pure-Python Unpickler (a small data.pkl or meta.pkl loads in
-milliseconds), so that three of them can be checked as well: dict keys and set members must be
-plain scalars (a tuple nested in itself through the memo hashes in exponential time: a 200-byte
-pickle that never finishes), and BUILD may only set attributes of an OrderedDict (torch's
-`state_dict._metadata`), never of embscope's stand-ins.
+milliseconds), so that the work each opcode does can be bounded too:
+
+- dict keys and set members must be plain scalars, and an int key must fit in 64 bits: a tuple
+  nested in itself through the memo hashes in exponential time (a 200-byte pickle that never
+  finishes), and ints that differ by a multiple of 2**61 - 1 share one hash (100k of them make
+  dict inserts quadratic). Text PUT/GET memo indices are bounded the same way;
+- the stand-ins take only short tuples of 64-bit counts (a `torch.Size` of a 1 MB bytes object
+  would be a tuple of a million ints, every time the pickle calls it);
+- BUILD (torch's `state_dict._metadata`) is accepted on a state dict and its state dropped:
+  embscope's state dicts are plain dicts holding the pickle's items only, so no state can shadow
+  their `items`, `values` or `get`; on anything else BUILD is refused;
+- per pickle: at most MAX_PICKLE_BYTES are read and MAX_CALLS calls made.
 """
 
 from __future__ import annotations
 
-import collections
 import io
 import pickle
 from dataclasses import dataclass
@@ -59,16 +66,29 @@ class _StorageType:
         self.dtype = dtype
 
 
+MAX_PICKLE_BYTES = 64 << 20  # a data.pkl of 300k tensors is a few MB; meta.pkl is smaller
+MAX_CALLS = 1 << 20  # calls to the stand-ins per pickle: torch makes about two per tensor
+MAX_DIMS = 64  # torch's own limit on a tensor's dimensions
+INT64 = 1 << 63  # sizes, strides, offsets and int keys lie in [0, 2**63) or [-2**63, 2**63)
+
+
 def _count(value) -> bool:
-    return type(value) is int and value >= 0
+    return type(value) is int and 0 <= value < INT64
+
+
+def _counts(values) -> tuple[int, ...] | None:
+    """A tensor's size or stride: a tuple (or list) of at most MAX_DIMS counts, checked before
+    anything is built from it; None when it is not one."""
+    if type(values) not in (tuple, list) or len(values) > MAX_DIMS or not all(_count(n) for n in values):
+        return None
+    return tuple(values)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> TensorRef:
     if not isinstance(storage, StorageRef):
         raise pickle.UnpicklingError("tensor without a storage")
-    size, stride = tuple(size), tuple(stride)
-    if not (_count(storage_offset) and len(size) == len(stride)
-            and all(_count(n) for n in size) and all(_count(s) for s in stride)):
+    size, stride = _counts(size), _counts(stride)
+    if size is None or stride is None or not _count(storage_offset) or len(size) != len(stride):
         raise pickle.UnpicklingError("tensor with a bad size, stride or offset")
     return TensorRef(storage, storage_offset, size, stride)
 
@@ -78,14 +98,23 @@ def _rebuild_parameter(data, *_ignored):
 
 
 def _size(*args):
-    return tuple(*args)
+    size = _counts(args[0]) if len(args) == 1 else None
+    if size is None:
+        raise pickle.UnpicklingError(f"torch.Size of something other than at most {MAX_DIMS} sizes")
+    return size
+
+
+class _StateDict(dict):
+    """What torch's collections.OrderedDict becomes: a plain dict (ordered, as every dict is)."""
+
+    __slots__ = ()
 
 
 def _ordered_dict(*args):
     """collections.OrderedDict as torch pickles it: made empty, then filled by SETITEMS."""
     if args:
         raise pickle.UnpicklingError("OrderedDict with arguments")
-    return collections.OrderedDict()
+    return _StateDict()
 
 
 class _Refused(pickle.UnpicklingError):
@@ -110,15 +139,33 @@ _KEY_TYPES = (str, int, float, bool, type(None), bytes)
 
 def _keys(items):
     for k in items:
-        if type(k) not in _KEY_TYPES:
-            raise pickle.UnpicklingError(f"a dict key or set member of type {type(k).__name__}")
+        kind = type(k)
+        if kind not in _KEY_TYPES:
+            raise pickle.UnpicklingError(f"a dict key or set member of type {kind.__name__}")
+        if kind is int and not -INT64 <= k < INT64:
+            raise pickle.UnpicklingError("a dict key or set member that is an int beyond 64 bits")
     return items
+
+
+def _memo_index(line: bytes) -> int:
+    """The index of a text PUT or GET (protocol 0): a small number, as pickle writes it."""
+    if len(line) > 11 or not line[:-1].isdigit():
+        raise pickle.UnpicklingError("a memo index that is not a small number")
+    return int(line[:-1])
 
 
 class _CheckedUnpickler(pickle._Unpickler):
     """pickle's pure-Python Unpickler with the checks described above."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
+    _calls = 0
+
+    def _call(self, opcode):
+        """REDUCE, OBJ, INST, NEWOBJ: counted, then run as pickle runs them."""
+        self._calls += 1
+        if self._calls > MAX_CALLS:
+            raise pickle.UnpicklingError(f"more than {MAX_CALLS} calls in one pickle")
+        pickle._Unpickler.dispatch[opcode[0]](self)
 
     # After MARK, self.stack holds just the items since the mark (key, value, key, value...).
     def _setitem(self):
@@ -142,17 +189,24 @@ class _CheckedUnpickler(pickle._Unpickler):
         pickle._Unpickler.load_frozenset(self)
 
     def _build(self):
+        """torch's `_metadata` on a state dict: checked, and dropped (embscope never uses it)."""
         state, inst = self.stack[-1], self.stack[-2]
-        if type(inst) is not collections.OrderedDict or type(state) is not dict or not all(
-            type(k) is str for k in state
-        ):
+        if type(inst) is not _StateDict or type(state) is not dict:
             raise pickle.UnpicklingError("BUILD of something other than an OrderedDict")
-        pickle._Unpickler.load_build(self)
+        self.stack.pop()
+
+    def _put(self):
+        self.memo[_memo_index(self.readline())] = self.stack[-1]
+
+    def _get(self):
+        self.append(self.memo[_memo_index(self.readline())])
 
     for _op, _fn in ((pickle.SETITEM, _setitem), (pickle.SETITEMS, _setitems), (pickle.DICT, _dict),
                      (pickle.ADDITEMS, _additems), (pickle.FROZENSET, _frozenset),
-                     (pickle.BUILD, _build)):
+                     (pickle.BUILD, _build), (pickle.PUT, _put), (pickle.GET, _get)):
         dispatch[_op[0]] = _fn
+    for _op in (pickle.REDUCE, pickle.OBJ, pickle.INST, pickle.NEWOBJ, pickle.NEWOBJ_EX):
+        dispatch[_op[0]] = lambda self, _op=_op: self._call(_op)
     del _op, _fn
 
 
@@ -264,6 +318,9 @@ class RefusedGlobal(EmbscopeError):
 
 def safe_loads(data: bytes, unpickler: type[pickle.Unpickler], what: str):
     """Unpickle `data` with a restricted unpickler; every failure becomes one EmbscopeError."""
+    if len(data) > MAX_PICKLE_BYTES:
+        raise EmbscopeError(f"{what}: a pickle of {len(data)} bytes; embscope reads pickles of at most"
+                            f" {MAX_PICKLE_BYTES >> 20} MiB")
     try:
         return unpickler(io.BytesIO(data)).load()
     except _Refused as e:

@@ -15,7 +15,6 @@ import math
 import os
 import struct
 from dataclasses import dataclass
-from math import prod
 
 import numpy as np
 
@@ -164,6 +163,8 @@ class SafetensorsFile:
             raise EmbscopeError(
                 f"{self.path}: tensor '{name}' has shape {info.shape}; an embedding matrix is 2-D"
             )
+        if 0 in info.shape:  # before numpy sees it: (2**70, 0) is empty, and too big for numpy
+            raise EmbscopeError(f"{self.path}: tensor '{name}' of shape {info.shape} is empty")
         return Matrix(raw=self._raw(info, info.shape), dtype=info.dtype, name=name)
 
     def vector(self, name: str) -> np.ndarray:

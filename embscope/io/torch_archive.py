@@ -111,21 +111,27 @@ class TorchArchive:
             raise EmbscopeError(f"{self.path}: tensor '{name}' is compressed; torch never does that")
         if ref.storage.numel * itemsize != entry.file_size:
             raise EmbscopeError(f"{self.path}: storage of '{name}' has the wrong size")
-        if any(s < 0 for s in ref.stride) or ref.offset < 0:
-            raise EmbscopeError(f"{self.path}: tensor '{name}' has a negative stride or offset")
+        numel = prod(ref.shape)
+        if not numel:
+            raise EmbscopeError(f"{self.path}: tensor '{name}' of shape {ref.shape} is empty")
+        # A view (transposed, a slice of rows) is fine, but never one with more elements than its
+        # storage: `expand` gives a stride of 0, and 10**11 "elements" of one stored float.
+        if numel > ref.storage.numel:
+            raise EmbscopeError(
+                f"{self.path}: tensor '{name}' of shape {ref.shape} and strides {ref.stride} has more"
+                f" elements ({numel}) than its storage ({ref.storage.numel})"
+            )
         # Highest element index the view touches; must lie inside the storage.
-        last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride)) if prod(ref.shape) else 0
-        if last >= ref.storage.numel and prod(ref.shape):
+        if ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride)) >= ref.storage.numel:
             raise EmbscopeError(f"{self.path}: tensor '{name}' reaches outside its storage")
         raw_dtype = RAW_DTYPES[ref.storage.dtype]
-        if not prod(ref.shape):
-            return np.zeros(ref.shape, dtype=raw_dtype)
         base = np.memmap(self.path, dtype=raw_dtype, mode="r",
                          offset=self._data_offset(entry), shape=(ref.storage.numel,))
-        return np.lib.stride_tricks.as_strided(
-            base[ref.offset:], shape=ref.shape,
-            strides=tuple(s * itemsize for s in ref.stride), writeable=False,
-        )
+        # Every stride of a dimension longer than 1 is below the storage size now; a dimension of
+        # size 1 may carry any stride (up to 2**63) and addresses nothing: 0 keeps numpy in range.
+        strides = tuple(s * itemsize if n > 1 else 0 for n, s in zip(ref.shape, ref.stride))
+        return np.lib.stride_tricks.as_strided(base[ref.offset:], shape=ref.shape, strides=strides,
+                                               writeable=False)
 
     def _entry(self, key: str) -> zipfile.ZipInfo:
         try:
@@ -134,9 +140,11 @@ class TorchArchive:
             raise EmbscopeError(f"{self.path}: storage '{key}' is missing from the archive") from None
 
     def _data_offset(self, entry: zipfile.ZipInfo) -> int:
-        with open(self.path, "rb") as f:
-            f.seek(entry.header_offset)
-            header = f.read(LOCAL_HEADER.size)
+        header = b""
+        if 0 <= entry.header_offset < self.size:  # a shifted central directory can put it anywhere
+            with open(self.path, "rb") as f:
+                f.seek(entry.header_offset)
+                header = f.read(LOCAL_HEADER.size)
         if len(header) != LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise EmbscopeError(f"{self.path}: corrupt zip entry '{entry.filename}'")
         fields = LOCAL_HEADER.unpack(header)

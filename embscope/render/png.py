@@ -7,7 +7,9 @@ moved onto the target with os.replace, so a failure never leaves a partial PNG b
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +18,45 @@ from embscope.errors import missing_extra
 
 DPI = 120
 NAN_COLOR = "#e41a1c"  # red, as in the terminal heatmap (not on the viridis path)
+PLAIN = {"parse_math": False}  # titles hold paths: '$' is a dollar sign, never mathtext
+
+
+def require_matplotlib() -> None:
+    """Fail now, before any output, when the "plot" extra is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise missing_extra("matplotlib", "plot", "Writing a PNG") from None
 
 
 def _new_figure(figsize: tuple[float, float]):
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise missing_extra("matplotlib", "plot", "Writing a PNG") from None
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _quiet(draw):
+    """Run a drawing function with matplotlib's warnings (about a legend with nothing to show, a
+    layout a long title does not fit...) kept off stderr: the PNG is written either way."""
+
+    @functools.wraps(draw)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return draw(*args, **kwargs)
+
+    return quiet
+
+
+def _label(ax, title: str, x_label: str, y_label: str) -> None:
+    """Title and axis labels, as plain text."""
+    ax.set_xlabel(x_label, **PLAIN)
+    ax.set_ylabel(y_label, **PLAIN)
+    ax.set_title(title, **PLAIN)
 
 
 def _save_atomic(fig, path: str | os.PathLike) -> Path:
@@ -46,6 +75,7 @@ def _evenly_spaced(labels: np.ndarray) -> float | None:
     return float(d[0]) if d[0] != 0 and np.allclose(d, d[0]) else None
 
 
+@_quiet
 def save_heatmap_png(
     matrix: np.ndarray,
     labels: np.ndarray | list[int],
@@ -86,15 +116,14 @@ def save_heatmap_png(
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_locator(MaxNLocator(integer=True))
             axis.set_major_formatter(FuncFormatter(fmt))
-    ax.set_xlabel("position")
-    ax.set_ylabel("position")
-    ax.set_title(title)
+    _label(ax, title, "position", "position")
     cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cbar.set_label(value_label)
+    cbar.set_label(value_label, **PLAIN)
     fig.tight_layout()
     return _save_atomic(fig, path)
 
 
+@_quiet
 def save_histogram_png(
     values: np.ndarray,
     path: str | os.PathLike,
@@ -117,20 +146,21 @@ def save_histogram_png(
         ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
     styles = ("--", ":", "-.", (0, (5, 1, 1, 1)))
     colors = ("#d62728", "#000000", "#ff7f0e", "#9467bd")
+    drawn = 0
     for k, (name, x) in enumerate((markers or {}).items()):
         if x is not None and np.isfinite(x):
             ax.axvline(float(x), color=colors[k % len(colors)],
                        linestyle=styles[k % len(styles)], linewidth=1.5,
                        label=f"{name} = {float(x):.4g}")
-    if markers:
+            drawn += 1
+    if drawn:  # no finite marker (all values NaN): no legend, and no matplotlib warning about it
         ax.legend(loc="best", frameon=True)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel("count")
-    ax.set_title(title)
+    _label(ax, title, x_label, "count")
     fig.tight_layout()
     return _save_atomic(fig, path)
 
 
+@_quiet
 def save_line_png(
     x: np.ndarray,
     y: np.ndarray,
@@ -150,8 +180,6 @@ def save_line_png(
     ax = fig.add_subplot()
     ax.plot(xs[order], ys[order], color="#21918c", linewidth=1.5)
     ax.grid(True, alpha=0.3)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    ax.set_title(title)
+    _label(ax, title, x_label, y_label)
     fig.tight_layout()
     return _save_atomic(fig, path)

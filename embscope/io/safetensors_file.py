@@ -23,7 +23,8 @@ from embscope.io.matrix import RAW_DTYPES, Matrix
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit
 MAX_JSON_DEPTH = 127  # serde_json's recursion limit: 127 nested arrays/objects parse, 128 do not
-U64_MAX = 2**64 - 1  # shapes and offsets are usize; element and bit counts must not overflow it
+U64_MAX = 2**64 - 1
+NUMPY_MAX_DIM = 2**63 - 1  # numpy's largest dimension (intp)  # shapes and offsets are usize; element and bit counts must not overflow it
 TENSOR_FIELDS = ("dtype", "shape", "data_offsets")
 
 # Bits per element of every dtype the format defines; our matrices use only RAW_DTYPES.
@@ -163,7 +164,7 @@ class SafetensorsFile:
             raise EmbscopeError(
                 f"{self.path}: tensor '{name}' has shape {info.shape}; an embedding matrix is 2-D"
             )
-        if 0 in info.shape:  # before numpy sees it: (2**70, 0) is empty, and too big for numpy
+        if 0 in info.shape and max(info.shape) > NUMPY_MAX_DIM:  # (2**63, 0): empty, and too big for numpy
             raise EmbscopeError(f"{self.path}: tensor '{name}' of shape {info.shape} is empty")
         return Matrix(raw=self._raw(info, info.shape), dtype=info.dtype, name=name)
 

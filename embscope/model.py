@@ -117,6 +117,9 @@ class _Reader:
     def vector(self, key: str) -> np.ndarray: ...
     def same_storage(self, a: str, b: str) -> bool | None: return None
 
+    def prefetch(self, keys: list[str]) -> None:
+        """The tensors about to be read: a no-op for local files; the hub reader fetches them together."""
+
 
 class _SafetensorsReader(_Reader):
     def __init__(self, paths: dict[str, str] | str, config: dict, fetch=None):
@@ -289,8 +292,10 @@ def _open_reader(spec: str):
         repo_files = WEIGHT_FILES
     elif looks_like_hub_id(spec):
         repo = HubRepo(spec)
-        fetch = repo.fetch
-        repo_files = [f for f in WEIGHT_FILES if f != "ckpt.pt"]
+        reader, path = repo.open([f for f in WEIGHT_FILES if f != "ckpt.pt"])
+        if reader is not None:  # only the embedding tensors: by HTTP range, or from embscope's cache
+            return reader, repo.directory, repo.fetch
+        fetch, repo_files = repo.fetch, [os.path.basename(path)]  # a full copy in the HF cache
     else:
         raise EmbscopeError(f"{spec}: no such file or directory")
     for name in repo_files:
@@ -307,11 +312,6 @@ def _open_reader(spec: str):
             return _reader_for_file(os.path.join(spec, singles[0]), _read_json(fetch("config.json"))), spec, fetch
         raise EmbscopeError(
             f"{spec}: no model weights in this directory (looked for {', '.join(WEIGHT_FILES)})"
-        )
-    if repo.unreachable:
-        raise EmbscopeError(
-            f"{spec}: not a local path, and not in the Hugging Face cache"
-            " (the hub is offline or unreachable)"
         )
     raise EmbscopeError(f"{spec}: the repository has none of {', '.join(repo_files)}")
 
@@ -386,6 +386,7 @@ def load(
     spec = os.path.expanduser(spec or os.environ.get(ENV_MODEL) or default_model_dir())
     reader, directory, fetch = _open_reader(spec)
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
+    reader.prefetch([k for k in (layout.wte_key, layout.wpe_key, layout.token_type_key, *(layout.norm_keys or ())) if k])
     wte = reader.matrix(layout.wte_key)
     wpe = reader.matrix(layout.wpe_key) if layout.wpe_key else None
     for m in (wte, wpe):

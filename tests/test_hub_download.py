@@ -25,7 +25,8 @@ from tests.hub_server import HubServer, Repo
 
 # One commit per repo (org/gpt2 has two: main, and an older fp16 one tagged v1).
 C = {name: (f"{i:02x}" * 20) for i, name in enumerate(
-    ["gpt2", "gpt2-fp16", "sharded", "bin", "bin-sharded", "bin-bf16", "bf16", "bert", "llama", "gated"], start=1)}
+    ["gpt2", "gpt2-fp16", "sharded", "bin", "bin-sharded", "bin-bf16", "bf16", "bert", "roberta", "llama", "gated"],
+    start=1)}
 REPOS = {  # repo id -> (fixture name in hf_models, commit)
     "org/gpt2": ("gpt2-lm", C["gpt2"]),
     "org/sharded": ("gpt2-sharded", C["sharded"]),
@@ -34,6 +35,7 @@ REPOS = {  # repo id -> (fixture name in hf_models, commit)
     "org/bin-bf16": ("gpt2-bin-bf16", C["bin-bf16"]),
     "org/bf16": ("gpt2-lm-bf16", C["bf16"]),
     "org/bert": ("bert", C["bert"]),
+    "org/roberta": ("roberta", C["roberta"]),
     "org/llama": ("llama", C["llama"]),
     "org/gated": ("gpt2-lm", C["gated"]),
 }
@@ -489,7 +491,7 @@ def test_cache_lists_and_removes(hub):
         size = sum(f.stat().st_size for f in folder.iterdir())
         n = len(list(folder.glob("*.safetensors")))
         expect.append({"repo": repo_id, "commit": commit, "revisions": ",".join(revs), "tensors": n,
-                       "bytes": size, "size": f"{size / 2**20:.1f} MiB", "path": str(folder)})
+                       "bytes": size, "size": f"{size / 2**20:.1f} MiB"})
     assert rows == expect
     p = embscope("cache", "remove", "org/gpt2@v1")
     assert (p.returncode, p.stdout) == (0, "")
@@ -527,3 +529,38 @@ def test_tokenizer_files_are_what_from_directory_reads(hf_models, tmp_path, name
     text = "The king's crown, 1234 times!"
     assert alone.encode(text) == full.encode(text)
     assert [alone.token_bytes(i) for i in range(alone.vocab_size)] == [full.token_bytes(i) for i in range(full.vocab_size)]
+
+
+def test_config_is_kept_with_the_tensors(hub, hf_models, monkeypatch):
+    """RoBERTa's position offset comes from config.json: an offline run whose HF cache lost the
+    file still reads it (from the manifest), never silently the wrong rows."""
+    load("org/roberta")
+    snapshot = hub.home / "hub" / "models--org--roberta" / "snapshots" / C["roberta"]
+    os.unlink(snapshot / "config.json")
+    go_offline(monkeypatch, hub)
+    emb = load("org/roberta")
+    assert emb.layout.position_offset == 2
+    assert_same_as_reference(emb, hf_models["roberta"])
+
+
+# --- start-up: what is imported when -------------------------------------------------------------
+
+def _imports(*args, env=None) -> set[str]:
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "embscope", *args], capture_output=True,
+                       text=True, env={**os.environ, **(env or {})}, timeout=120)
+    return {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["cache", "--help"]])
+def test_help_does_not_import_huggingface_hub(args):
+    modules = _imports(*args)
+    assert "embscope.cli.main" in modules
+    assert not {m.split(".")[0] for m in modules} & {"huggingface_hub", "httpx2", "torch", "transformers"}
+
+
+def test_a_cached_run_imports_no_http(hub):
+    assert embscope("info", "-m", "org/gpt2").returncode == 0
+    modules = _imports("info", "-m", "org/gpt2", env={"HF_HUB_OFFLINE": "1"})
+    assert "embscope.io.hub_reader" in modules and "huggingface_hub.constants" in modules
+    assert not {m.split(".")[0] for m in modules} & {"httpx2", "torch", "transformers"}

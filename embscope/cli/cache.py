@@ -10,7 +10,7 @@ from embscope.cli.common import FormatOpt, note, writer
 
 app = typer.Typer(help="List (with sizes) or remove the tensors embscope fetched from the Hub.",
                   invoke_without_command=True, no_args_is_help=False)
-COLUMNS = ["repo", "commit", "revisions", "tensors", "bytes", "size", "path"]
+COLUMNS = ["repo", "commit", "revisions", "tensors", "bytes", "size"]  # folders: <root>/<org--name>/<commit>
 
 
 def _human(n: int) -> str:
@@ -34,7 +34,7 @@ def list_entries(format: FormatOpt = None):
     out = writer(format, COLUMNS, title=f"embscope cache: {hub_cache.root()}"
                  f" ({len(entries)} commit{'s' * (len(entries) != 1)}, {_human(total)})")
     for e in entries:
-        out.write({**e, "revisions": ",".join(e["revisions"]), "size": _human(e["bytes"])})
+        out.write({**e, "revisions": ",".join(e["revisions"]) or "-", "size": _human(e["bytes"])})
     out.close()
 
 

@@ -10,13 +10,15 @@ middle of a range is resumed from the byte where it stopped, a few times at most
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-CONNECT_TIMEOUT = 1.5  # seconds to open a connection: an unreachable Hub fails fast
+CONNECT_TIMEOUT = 1.25  # seconds to open a connection: an unreachable Hub fails fast
+CONNECT_TIMEOUT_ENV = "EMBSCOPE_HUB_CONNECT_TIMEOUT"  # for links slower than that
 CHUNK = 8 << 20  # bytes per range request when a tensor is fetched in parallel
 WORKERS = 8  # range requests in flight at once
 ATTEMPTS = 4  # tries per range: a dropped connection resumes where it stopped
@@ -33,25 +35,42 @@ class TransferFailed(Exception):
     """A range could not be fetched after ATTEMPTS tries."""
 
 
-def httpx():
-    """The HTTP library huggingface_hub's session belongs to: httpx2 (hub 2.x) or httpx (1.x)."""
-    try:
-        import httpx2 as module
-    except ImportError:  # huggingface_hub 1.x
-        import httpx as module
-    return module
-
-
 def timeout():
+    """Connect within CONNECT_TIMEOUT seconds (or $EMBSCOPE_HUB_CONNECT_TIMEOUT), then wait for
+    data as long as huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT."""
+    import httpx2  # huggingface_hub 2.x's HTTP library
+
     from huggingface_hub import constants
 
-    return httpx().Timeout(float(constants.HF_HUB_DOWNLOAD_TIMEOUT), connect=CONNECT_TIMEOUT)
+    try:
+        connect = float(os.environ.get(CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT))
+    except ValueError:
+        connect = CONNECT_TIMEOUT
+    return httpx2.Timeout(float(constants.HF_HUB_DOWNLOAD_TIMEOUT), connect=connect)
+
+
+def reachable() -> None:
+    """Raise a network error at once if the Hub cannot be reached, before anything waits longer.
+
+    huggingface_hub's build_hf_headers() fetches its agent-harness registry from the endpoint
+    (once a day, with its own 3 s timeout) the first time a process builds headers; on a network
+    that drops packets that alone takes 3 s. So the headers are built in a daemon thread while a
+    HEAD of the endpoint, which needs no headers, goes through the same session: if that cannot
+    connect within CONNECT_TIMEOUT, the thread is left behind and the error raised."""
+    from huggingface_hub import constants, get_session
+    from huggingface_hub.utils import build_hf_headers
+
+    warm = threading.Thread(target=build_hf_headers, daemon=True)
+    warm.start()
+    get_session().head(constants.ENDPOINT + "/", timeout=timeout())
+    warm.join()
 
 
 def network_errors() -> tuple[type[Exception], ...]:
     """Errors that mean "the network or the server went away", not "the server said no"."""
-    h = httpx()
-    return (h.TransportError, h.TimeoutException)
+    import httpx2
+
+    return (httpx2.TransportError, httpx2.TimeoutException)
 
 
 @dataclass

@@ -63,6 +63,12 @@ def _offline() -> bool:
     return bool(constants.is_offline_mode())
 
 
+def _read_json(path: str | None) -> dict:
+    from embscope.model import _read_json as read
+
+    return read(path)
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
@@ -135,12 +141,13 @@ class HubRepo:
 
     def _reader(self, commit: str, manifest: dict, remotes: dict | None = None):
         from embscope.io.hub_reader import HubReader
-        from embscope.model import _read_json
 
         self.commit = commit
         self.files = manifest["files"]
         reader = HubReader(self, manifest, remotes or {})
-        reader.config = _read_json(self.fetch("config.json"))
+        path = self.fetch("config.json")
+        saved = manifest.get("config")
+        reader.config = _read_json(path) if path or not isinstance(saved, dict) else saved
         return reader
 
     def _first_fetch(self, name: str):
@@ -149,8 +156,6 @@ class HubRepo:
         from embscope.io.http_ranges import NoRanges
 
         small = [n for n in ["config.json", *tokenizer_files(self.files)] if n in self.files]
-        if name.endswith(".json"):
-            small.append(name)
         with ThreadPoolExecutor(SMALL_WORKERS) as pool:
             futures = [pool.submit(self.fetch, n) for n in small]
             try:
@@ -163,6 +168,7 @@ class HubRepo:
                 f.result()
         if manifest is None:
             return None, self.download(name, progress=True)
+        manifest["config"] = _read_json(self.fetch("config.json"))  # kept: the layout depends on it
         cache.save_manifest(manifest)
         return self._reader(self.commit, manifest, remotes), None
 
@@ -178,11 +184,12 @@ class HubRepo:
         self._listed = True
 
     def listing(self, revision: str | None) -> tuple[str, dict[str, int | None]]:
-        from huggingface_hub import HfApi
-
-        from embscope.io.http_ranges import timeout
+        from embscope.io.http_ranges import reachable, timeout
 
         try:
+            reachable()
+            from huggingface_hub import HfApi  # (a large import: after the check)
+
             info = HfApi().model_info(self.repo_id, revision=revision, files_metadata=True, timeout=timeout())
         except Exception as e:  # noqa: BLE001 - mapped to a message by error()
             raise self.error(e) from None

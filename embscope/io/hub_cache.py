@@ -102,16 +102,16 @@ def hf_snapshot(repo_id: str, commit: str) -> str:
 
 
 def hf_commit(repo_id: str, revision: str) -> str | None:
-    """The commit the HF cache knows `revision` as (refs/<revision>), like try_to_load_from_cache."""
-    if COMMIT.match(revision):
-        return revision
-    ref = os.path.join(_constants().HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"), "refs", revision)
+    """The snapshot folder the HF cache keeps `revision` in, as try_to_load_from_cache finds it:
+    the commit refs/<revision> names, else a snapshot named `revision` itself."""
+    repo = os.path.join(_constants().HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"))
     try:
-        with open(ref) as f:
-            commit = f.read().strip()
+        with open(os.path.join(repo, "refs", revision)) as f:
+            revision = f.read().strip()
     except OSError:
-        return None
-    return commit if COMMIT.match(commit) else None
+        pass
+    ok = revision not in ("", ".", "..") and "/" not in revision
+    return revision if ok and os.path.isdir(os.path.join(repo, "snapshots", revision)) else None
 
 
 def hf_file(repo_id: str, commit: str, name: str) -> str | None:

@@ -28,10 +28,15 @@ def cache(ctx: typer.Context, format: FormatOpt = None):
 def list_entries(format: FormatOpt = None):
     """One row per cached commit: repo, commit, the revisions that named it, tensors, bytes."""
     from embscope.io import hub_cache
+    from embscope.output import resolve_format
 
     entries = hub_cache.entries()
+    fmt = resolve_format(format)
+    if not entries and fmt == "table":  # an empty table says less than a sentence
+        note(f"nothing cached in {hub_cache.root()}")
+        return
     total = sum(e["bytes"] for e in entries)
-    out = writer(format, COLUMNS, title=f"embscope cache: {hub_cache.root()}"
+    out = writer(fmt, COLUMNS, title=f"embscope cache: {hub_cache.root()}"
                  f" ({len(entries)} commit{'s' * (len(entries) != 1)}, {_human(total)})")
     for e in entries:
         out.write({**e, "revisions": ",".join(e["revisions"]) or "-", "size": _human(e["bytes"])})

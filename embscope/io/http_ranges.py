@@ -22,6 +22,7 @@ CONNECT_TIMEOUT_ENV = "EMBSCOPE_HUB_CONNECT_TIMEOUT"  # for links slower than th
 CHUNK = 8 << 20  # bytes per range request when a tensor is fetched in parallel
 WORKERS = 8  # range requests in flight at once
 ATTEMPTS = 4  # tries per range: a dropped connection resumes where it stopped
+RESUME_MIN = 64 << 10  # a try that brings this many bytes is progress, not a failed attempt
 TAIL = 64 << 10  # bytes fetched at once near the end of a file (a zip's directory)
 AHEAD = 8 << 10  # least bytes fetched by one small read (zip headers)
 PROGRESS_AFTER = 0.5  # seconds: shorter transfers show no progress bar
@@ -132,18 +133,22 @@ def _content_range(value: str | None, start: int) -> int | None:
 
 
 def _fetch_one(f: RemoteFile, start: int, end: int, sink, stop: threading.Event, count) -> None:
+    """Bytes [start, end) of `f`: a connection dropped (or a range cut short) is resumed where it
+    stopped; ATTEMPTS tries in a row that bring less than RESUME_MIN bytes end it."""
     at, tries = [start], 0
     while at[0] < end and not stop.is_set():
-        before = at[0]
+        before, error = at[0], None
         try:
             _open_range(f, at, end, stop, sink, count)
-            if at[0] < end and not stop.is_set():
-                raise TransferFailed(f"{f.label}: the server sent fewer bytes than asked for")
         except network_errors() as e:
-            tries = 0 if at[0] > before else tries + 1  # a try that brought bytes does not count
-            if tries >= ATTEMPTS:
-                raise TransferFailed(f"{f.label}: {_reason(e)}") from None
-            time.sleep(0.1 * tries)
+            error = e
+        if at[0] >= end or stop.is_set():
+            return
+        tries = 0 if at[0] - before >= RESUME_MIN else tries + 1
+        if tries >= ATTEMPTS:
+            why = _reason(error) if error is not None else "the server sent fewer bytes than asked for"
+            raise TransferFailed(f"{f.label}: {why}")
+        time.sleep(0.1 * tries)
 
 
 def _reason(e: BaseException) -> str:

@@ -251,7 +251,7 @@ class HubRepo:
         """The one line a failure of the Hub or of the network becomes."""
         from huggingface_hub import errors
 
-        from embscope.io.http_ranges import TransferFailed, network_errors
+        from embscope.io.http_ranges import NoRanges, TransferFailed, network_errors
 
         spec = self.spec
         if isinstance(e, EmbscopeError):
@@ -271,6 +271,8 @@ class HubRepo:
         if isinstance(e, network_errors()):
             return EmbscopeError(f"{spec}: not a local path, and not in the Hugging Face cache"
                                  f" ({_host()} is unreachable: {_reason(e)})")
+        if isinstance(e, NoRanges):  # ranges served for the header, then not for the tensors
+            return EmbscopeError(f"{spec}: {_host()} stopped serving byte ranges ({e}); run again")
         if isinstance(e, TransferFailed):
             return EmbscopeError(f"{spec}: the transfer failed ({e}); nothing was cached, run again to restart it")
         if isinstance(e, errors.HfHubHTTPError) and e.response is not None:

@@ -140,12 +140,11 @@ def save_manifest(manifest: dict) -> None:
     atomic_write(str(path), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
 
 
-def note_tensor(manifest: dict, key: str, dtype: str, shape: tuple[int, ...]) -> None:
-    """Record an extracted tensor in the manifest on disk (merged with what another process may
-    have recorded meanwhile)."""
-    on_disk = load_manifest(manifest["repo"], manifest["commit"]) or manifest
-    manifest.setdefault("tensors", {}).update(on_disk.get("tensors", {}))
-    manifest["tensors"][key] = {"dtype": dtype, "shape": list(shape)}
+def record_tensors(manifest: dict, tensors: dict[str, dict]) -> None:
+    """Add extracted tensors ({key: {"dtype", "shape"}}) to the manifest, merged with what another
+    process may have recorded meanwhile, and save it."""
+    on_disk = load_manifest(manifest["repo"], manifest["commit"]) or {}
+    manifest["tensors"] = {**(on_disk.get("tensors") or {}), **(manifest.get("tensors") or {}), **tensors}
     save_manifest(manifest)
 
 

@@ -242,10 +242,10 @@ class HubReader:
             path = cache.hf_file(self.repo.repo_id, self.repo.commit, name)
             self._locals[name] = None if path is None else (
                 SafetensorsFile(path) if name.endswith(".safetensors") else LocalTorch(path))
-            if path is not None:
-                w = self.manifest["weights"].setdefault(name, {})
-                w["size"] = os.path.getsize(path)
-                w["header_bytes"] = getattr(self._locals[name], "header_bytes", 0) + 8 * name.endswith(".safetensors")
+            if path is not None:  # its size, and the bytes read besides tensors (8 + header; the pickle)
+                local = self._locals[name]
+                header = 8 + local.header_bytes if name.endswith(".safetensors") else local.header_bytes
+                self.manifest["weights"].setdefault(name, {}).update(size=os.path.getsize(path), header_bytes=header)
         return self._locals[name]
 
     def _origin(self, key: str) -> dict:
@@ -320,9 +320,7 @@ class HubReader:
             raise repo.error(e) from None
         finally:
             progress.close()
-        for p in plans:
-            self.manifest.setdefault("tensors", {})[p.key] = {"dtype": p.dtype, "shape": list(p.shape)}
-        cache.save_manifest(self.manifest)
+        cache.record_tensors(self.manifest, {p.key: {"dtype": p.dtype, "shape": list(p.shape)} for p in plans})
         for p in plans:
             if not self._ready(p.key):
                 raise EmbscopeError(f"{repo.spec}: tensor '{p.key}' could not be cached")

@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 CONNECT_TIMEOUT = 1.25  # seconds to open a connection: an unreachable Hub fails fast
@@ -23,6 +22,7 @@ CHUNK = 8 << 20  # bytes per range request when a tensor is fetched in parallel
 WORKERS = 8  # range requests in flight at once
 ATTEMPTS = 4  # tries per range: a dropped connection resumes where it stopped
 RESUME_MIN = 64 << 10  # a try that brings this many bytes is progress, not a failed attempt
+FLUSH = 4 << 20  # bytes received are written in blocks this big
 TAIL = 64 << 10  # bytes fetched at once near the end of a file (a zip's directory)
 AHEAD = 8 << 10  # least bytes fetched by one small read (zip headers)
 PROGRESS_AFTER = 0.5  # seconds: shorter transfers show no progress bar
@@ -95,6 +95,30 @@ class RemoteFile:
         return bytes(out)
 
 
+class _Pending:
+    """Bytes received but not yet handed to the sink: handed on in blocks of FLUSH bytes (page
+    cache pages written in big blocks map faster later: a cached run reads them), and always
+    before at[0] moves, so that at[0] never counts bytes the sink has not had."""
+
+    def __init__(self, sink, at: list[int]):
+        self.sink, self.at, self.data = sink, at, bytearray()
+
+    @property
+    def end(self) -> int:
+        return self.at[0] + len(self.data)
+
+    def add(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.data:
+            self.sink(self.at[0], self.data)
+            self.at[0] += len(self.data)
+            self.data = bytearray()
+
+
 def _open_range(f: RemoteFile, at: list[int], end: int, stop: threading.Event, sink, count) -> None:
     """Stream bytes [at[0], end) of `f` into sink(offset, data), moving at[0] along (so that
     after a failure it says where to resume)."""
@@ -111,15 +135,18 @@ def _open_range(f: RemoteFile, at: list[int], end: int, stop: threading.Event, s
         total = _content_range(response.headers.get("Content-Range"), at[0])
         if total is not None and f.size is None:
             f.size = total
-        for data in response.iter_bytes():  # as it arrives: a dropped connection loses nothing received
-            if stop.is_set():
-                return
-            data = data[:end - at[0]]
-            sink(at[0], data)
-            at[0] += len(data)
-            count(len(data))
-            if at[0] >= end:
-                return
+        pending = _Pending(sink, at)
+        try:
+            for data in response.iter_bytes():  # as it arrives: a dropped connection loses nothing received
+                if stop.is_set():
+                    return
+                data = data[:end - pending.end]
+                pending.add(data)
+                count(len(data))
+                if pending.end >= end:
+                    return
+        finally:
+            pending.flush()
 
 
 def _content_range(value: str | None, start: int) -> int | None:
@@ -177,6 +204,8 @@ def fetch_ranges(jobs, progress: Progress | None) -> None:
         f, a, b, sink = pieces[0]
         _fetch_one(f, a, b, sink, stop, count_for(f))
         return
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
     pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(pieces)))
     try:
         futures = [pool.submit(_fetch_one, f, a, b, sink, stop, count_for(f)) for f, a, b, sink in pieces]

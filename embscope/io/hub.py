@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 from embscope.errors import EmbscopeError
 from embscope.io import hub_cache as cache
@@ -152,6 +151,8 @@ class HubRepo:
 
     def _first_fetch(self, name: str):
         """First use of this commit: the small files and the weights' structure, in parallel."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from embscope.io import hub_reader
         from embscope.io.http_ranges import NoRanges
 

@@ -17,11 +17,9 @@ starts as fast as a local one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import struct
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -153,6 +151,8 @@ def record_tensors(manifest: dict, tensors: dict[str, dict]) -> None:
 def tensor_path(repo_id: str, commit: str, key: str) -> Path:
     name = quote(key, safe="._-")
     if len(name) > 200:
+        import hashlib
+
         name = hashlib.sha256(key.encode()).hexdigest()
     return commit_dir(repo_id, commit) / f"{name}.safetensors"
 
@@ -231,6 +231,8 @@ def entries() -> list[dict]:
 
 def remove(repo_id: str | None = None, commit: str | None = None) -> list[dict]:
     """Delete the cached commits of one repo (one commit, or all), or of every repo; returns them."""
+    import shutil
+
     gone = [e for e in entries() if (repo_id is None or e["repo"] == repo_id)
             and (commit is None or e["commit"] == commit)]
     for e in gone:

@@ -9,7 +9,6 @@ index, or the pickle of a pytorch_model.bin read by range, and is all an offline
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import prod
 
@@ -17,7 +16,6 @@ import numpy as np
 
 from embscope.errors import EmbscopeError
 from embscope.io import hub_cache as cache
-from embscope.io.http_ranges import NoRanges, Progress, RangeFile, RemoteFile, fetch_ranges
 
 # The first request for a safetensors file reads its first bytes, hoping the header is inside:
 # 100 kB as huggingface_hub's get_safetensors_metadata does, but at most 1/64 of a small file
@@ -30,7 +28,7 @@ class Plan:
     """Bytes [start, end) of `remote` hold tensor `key`; `strides` (elements) when not C-ordered."""
 
     key: str
-    remote: RemoteFile
+    remote: object  # http_ranges.RemoteFile
     start: int
     end: int
     dtype: str
@@ -42,7 +40,7 @@ class Plan:
 # --- one weight file, read by range ------------------------------------------------------------
 
 class RemoteSafetensors:
-    def __init__(self, remote: RemoteFile):
+    def __init__(self, remote):
         from embscope.io.safetensors_file import SafetensorsFile, header_length
 
         self.remote = remote
@@ -65,7 +63,8 @@ class RemoteSafetensors:
 
 
 class RemoteTorch:
-    def __init__(self, remote: RemoteFile):
+    def __init__(self, remote):
+        from embscope.io.http_ranges import RangeFile
         from embscope.io.torch_archive import TorchArchive
 
         if remote.size is None:
@@ -140,6 +139,7 @@ def open_remote(repo, name: str):
     from huggingface_hub.utils import build_hf_headers
 
     from embscope import __version__
+    from embscope.io.http_ranges import NoRanges, RemoteFile
 
     remote = RemoteFile(hf_hub_url(repo.repo_id, name, revision=repo.commit),
                         build_hf_headers(library_name="embscope", library_version=__version__),
@@ -278,6 +278,7 @@ class HubReader:
 
         if _offline():
             raise EmbscopeError(f"{self.repo.spec}: tensor '{missing[0]}' is not in embscope's cache {UNREACHABLE}")
+        from concurrent.futures import ThreadPoolExecutor
         by_file: dict[str, list[str]] = {}
         for key in missing:
             by_file.setdefault(self.manifest["keys"][key], []).append(key)
@@ -293,6 +294,7 @@ class HubReader:
             self._extract(plans)
 
     def _open_remote(self, name: str) -> None:
+        from embscope.io.http_ranges import NoRanges
         from embscope.io.hub import _host, _mib, say
 
         try:
@@ -308,6 +310,7 @@ class HubReader:
 
     def _extract(self, plans: list[Plan]) -> None:
         """Fetch every planned tensor in parallel ranges into its cache file, then open them."""
+        from embscope.io.http_ranges import Progress
         repo = self.repo
         total = sum(p.end - p.start for p in plans)
         progress = Progress(f"{repo.spec}: {len(plans)} tensor{'s' * (len(plans) > 1)}", total)
@@ -347,6 +350,8 @@ def _write_nested(plans, paths, origins, jobs, finishers, progress) -> None:
     all ranges at the innermost level, and let each file appear as the calls unwind: either every
     file is complete, or none is left behind."""
     if not plans:
+        from embscope.io.http_ranges import fetch_ranges
+
         try:
             fetch_ranges(jobs, progress)
             for finish in finishers:

@@ -25,8 +25,8 @@ from tests.hub_server import HubServer, Repo
 
 # One commit per repo (org/gpt2 has two: main, and an older fp16 one tagged v1).
 C = {name: (f"{i:02x}" * 20) for i, name in enumerate(
-    ["gpt2", "gpt2-fp16", "sharded", "bin", "bin-sharded", "bin-bf16", "bf16", "bert", "roberta", "llama", "gated"],
-    start=1)}
+    ["gpt2", "gpt2-fp16", "sharded", "bin", "bin-sharded", "bin-bf16", "bf16", "bert", "roberta", "llama", "gated",
+     "strided"], start=1)}
 REPOS = {  # repo id -> (fixture name in hf_models, commit)
     "org/gpt2": ("gpt2-lm", C["gpt2"]),
     "org/sharded": ("gpt2-sharded", C["sharded"]),
@@ -42,8 +42,25 @@ REPOS = {  # repo id -> (fixture name in hf_models, commit)
 
 
 @pytest.fixture(scope="session")
-def hub_server(hf_models):
-    repos = {}
+def strided_bin(tmp_path_factory) -> tuple[Path, dict]:
+    """A pytorch_model.bin (torch.save) whose tensors are views: wte a transposed (column-major)
+    view, wpe rows 3.. of a bigger storage, as a state dict can hold them."""
+    import torch
+    import transformers as T
+
+    torch.manual_seed(14)
+    d = tmp_path_factory.mktemp("strided")
+    wte = torch.randn(16, 300).t()  # (300, 16), strides (1, 300)
+    wpe = torch.randn(40, 16)[3:]  # (37, 16), storage offset 48
+    assert not wte.is_contiguous() and wpe.storage_offset() == 48
+    torch.save({"transformer.wte.weight": wte, "transformer.wpe.weight": wpe}, d / "pytorch_model.bin")
+    T.GPT2Config(vocab_size=300, n_positions=37, n_embd=16, n_layer=1, n_head=2).save_pretrained(str(d))
+    return d, {"wte": wte.numpy().copy(), "wpe": wpe.numpy().copy()}
+
+
+@pytest.fixture(scope="session")
+def hub_server(hf_models, strided_bin):
+    repos = {"org/strided": Repo({C["strided"]: strided_bin[0]}, refs={"main": C["strided"]})}
     for repo_id, (name, commit) in REPOS.items():
         repos[repo_id] = Repo({commit: Path(hf_models[name].path)}, refs={"main": commit},
                               gated=repo_id == "org/gated")
@@ -152,6 +169,17 @@ def test_numbers_equal_the_transformers_model(hub, hf_models, monkeypatch, repo_
     again = load(repo_id)
     assert_same_as_reference(again, ref)
     assert hub.log == []
+
+
+def test_strided_views_in_a_torch_archive(hub, strided_bin, monkeypatch):
+    """Views (a transposed matrix, rows from an offset) are fetched as the span they cover and
+    stored C-ordered; the numbers are the tensors torch saved."""
+    _, ref = strided_bin
+    for _ in range(2):  # fetched, then from the cache offline
+        emb = load("org/strided")
+        assert np.array_equal(emb.wte.to_float32(), ref["wte"])
+        assert np.array_equal(emb.wpe.to_float32(), ref["wpe"])
+        go_offline(monkeypatch, hub)
 
 
 def test_bert_family_vectors_come_along(hub, hf_models):

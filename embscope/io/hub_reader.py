@@ -84,8 +84,6 @@ class RemoteTorch:
         return {k: ref.storage.key for k, ref in self.state.items()}
 
     def plan(self, key: str) -> Plan:
-        from embscope.io.torch_archive import _ITEMSIZE
-
         ref = self.state[key]
         try:
             base, itemsize = self.archive.locate(ref, key)
@@ -100,7 +98,7 @@ class RemoteTorch:
         start = base + ref.offset * itemsize
         end = start + (n if contiguous else last - ref.offset + 1) * itemsize
         return Plan(key, self.remote, start, end, ref.storage.dtype, tuple(ref.shape),
-                    None if contiguous else tuple(ref.stride), _ITEMSIZE[ref.storage.dtype])
+                    None if contiguous else tuple(ref.stride), itemsize)
 
 
 def state_dict(archive) -> dict:

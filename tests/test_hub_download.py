@@ -75,8 +75,6 @@ def hub_server(hf_models, strided_bin):
 def hub(hub_server, monkeypatch, tmp_path):
     """The stand-in, reset; HF_ENDPOINT and a fresh HF_HOME for this test, in the environment
     (for subprocesses) and in huggingface_hub.constants (it reads the environment at import)."""
-    import huggingface_hub.constants as constants
-
     hub_server.reset()
     home = tmp_path / "hf-home"
     set_home(monkeypatch, home, hub_server.url)
@@ -108,12 +106,10 @@ def go_offline(monkeypatch, hub) -> None:
     set_home(monkeypatch, hub.home, hub.url, offline=True)
 
 
-def embscope(*args, env: dict | None = None, home: Path | None = None) -> subprocess.CompletedProcess:
+def embscope(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     """A real `embscope` process with the test's environment (HF_ENDPOINT, HF_HOME) and `env`."""
     full = {k: v for k, v in os.environ.items() if k != "EMBSCOPE_MODEL"}
     full.update(env or {})
-    if home is not None:
-        full["HF_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "embscope", *args], capture_output=True, text=True,
                           env=full, timeout=120)
 
@@ -182,7 +178,7 @@ def test_strided_views_in_a_torch_archive(hub, strided_bin, monkeypatch):
         go_offline(monkeypatch, hub)
 
 
-def test_bert_family_vectors_come_along(hub, hf_models):
+def test_bert_family_vectors_come_along(hub):
     """LayerNorm weight/bias and the token-type matrix are fetched with wte/wpe, in one go."""
     load("org/bert")
     names = set(cached_tensor_files(hub.home))
@@ -247,7 +243,7 @@ def test_revisions(hub, hf_models, monkeypatch, spec, name):
     assert_same_as_reference(load(spec), hf_models[name])  # the revision resolves from the cache
 
 
-def test_two_revisions_are_cached_apart(hub, hf_models):
+def test_two_revisions_are_cached_apart(hub):
     load("org/gpt2")
     load("org/gpt2@v1")
     entries = {e["commit"]: e for e in hub_cache.entries()}
@@ -394,7 +390,7 @@ def test_a_damaged_cache_entry_is_fetched_again(hub, hf_models, damage):
     assert_same_as_reference(load("org/gpt2"), hf_models["gpt2-lm"])
 
 
-def test_a_damaged_cache_entry_offline(hub, monkeypatch):
+def test_a_damaged_cache_entry_offline(hub):
     load("org/gpt2")
     wte = _wte_file(hub)
     data_start = 8 + int.from_bytes(wte.read_bytes()[:8], "little")
@@ -450,7 +446,7 @@ def test_offline_and_nothing_cached_is_one_line(hub):
     assert hub.log == []
 
 
-def test_a_full_copy_in_the_hf_cache_is_used_directly(hub, hf_models, monkeypatch):
+def test_a_full_copy_in_the_hf_cache_is_used_directly(hub, hf_models):
     from huggingface_hub import snapshot_download
 
     snapshot = snapshot_download("org/gpt2")
@@ -462,7 +458,7 @@ def test_a_full_copy_in_the_hf_cache_is_used_directly(hub, hf_models, monkeypatc
     assert_same_as_reference(emb, hf_models["gpt2-lm"])
 
 
-def test_a_full_copy_without_tokenizer_lists_once(hub, hf_models):
+def test_a_full_copy_without_tokenizer_lists_once(hub):
     """Weights downloaded alone (as `hf_hub_download(..., "model.safetensors")` leaves them):
     one listing finds the tokenizer, no name is guessed."""
     from huggingface_hub import hf_hub_download

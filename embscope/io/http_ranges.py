@@ -82,7 +82,6 @@ class RemoteFile:
     headers: dict
     label: str  # how messages name it: hf://org/name@commit/file
     size: int | None = None
-    transferred: int = 0  # body bytes received from the server
 
     def read(self, start: int, end: int) -> bytes:
         """Bytes [start, end) in one request (headers, zip directories: small reads)."""
@@ -190,25 +189,17 @@ def fetch_ranges(jobs, progress: Progress | None) -> None:
     if not pieces:
         return
     stop = threading.Event()
-    lock = threading.Lock()
-
-    def count_for(f: RemoteFile):
-        def count(n: int) -> None:
-            with lock:
-                f.transferred += n
-            if progress is not None:
-                progress.advance(n)
-        return count
+    count = progress.advance if progress is not None else (lambda n: None)
 
     if len(pieces) == 1:
         f, a, b, sink = pieces[0]
-        _fetch_one(f, a, b, sink, stop, count_for(f))
+        _fetch_one(f, a, b, sink, stop, count)
         return
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(pieces)))
     try:
-        futures = [pool.submit(_fetch_one, f, a, b, sink, stop, count_for(f)) for f, a, b, sink in pieces]
+        futures = [pool.submit(_fetch_one, f, a, b, sink, stop, count) for f, a, b, sink in pieces]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for fut in done:
             if fut.exception() is not None:

@@ -337,6 +337,20 @@ def test_killed_mid_transfer_leaves_nothing_trusted(hub, hf_models):
     assert_same_as_reference(load("org/gpt2"), hf_models["gpt2-lm"])
 
 
+def test_ctrl_c_mid_transfer_stops_cleanly(hub, hf_models):
+    hub.delay = 0.02
+    proc = subprocess.Popen([sys.executable, "-m", "embscope", "info", "-m", "org/gpt2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while hub.sent.get("org/gpt2/model.safetensors", 0) < 300_000 and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)  # the parallel ranges stop too: no hang
+    assert (proc.returncode, out, err) == (130, "", "embscope: error: interrupted\n")
+    folder = hub.home / "assets" / "embscope" / "org--gpt2" / C["gpt2"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+
+
 @pytest.mark.parametrize("repo_id,weights", [("org/gpt2", "model.safetensors"), ("org/bin", "pytorch_model.bin")])
 def test_server_without_ranges_falls_back_to_a_download(hub, hf_models, monkeypatch, repo_id, weights):
     hub.ranges = False

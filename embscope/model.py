@@ -20,6 +20,7 @@ from embscope.families import GPT2_VOCAB_FAMILIES, Layout, detect_layout, strip_
 from embscope.formats import Format
 from embscope.io.hub import HubRepo, looks_like_hub_id
 from embscope.io.matrix import Matrix
+from embscope.io.reader import Reader
 from embscope.io.small_files import read_json, require_regular
 from embscope.tokenizer import Tokenizer
 
@@ -104,27 +105,7 @@ class Embeddings:
         return self.tokenizer.token_bytes(token_id)
 
 
-class _Reader:
-    """Uniform access to the tensors of one checkpoint, whatever its format. Readers of other
-    formats (embscope/io/llmc.py, nanochat.py) have the same shape, and may add `n_tokens` (the
-    vocabulary size the format records: rows past it are padding) and `tied` (known weight tying)."""
-
-    format: Format
-    keys: list[str]
-    files: list[str]
-    file_bytes: int
-    read_bytes: int
-    facts: dict
-    config: dict
-    n_tokens: int | None = None
-    tied: bool | None = None
-
-    def matrix(self, key: str) -> Matrix: ...
-    def vector(self, key: str) -> np.ndarray: ...
-    def same_storage(self, a: str, b: str) -> bool | None: return None
-
-
-class _SafetensorsReader(_Reader):
+class _SafetensorsReader(Reader):
     def __init__(self, paths: dict[str, str] | str, config: dict, fetch=None):
         from embscope.io.safetensors_file import SafetensorsFile
 
@@ -172,7 +153,7 @@ class _SafetensorsReader(_Reader):
             self.read_bytes += 8 + f.header_bytes
 
 
-class _TorchReader(_Reader):
+class _TorchReader(Reader):
     def __init__(self, path: str, config: dict):
         from embscope.io.torch_archive import TorchArchive
         from embscope.io.training_checkpoints import identify
@@ -211,9 +192,6 @@ class _TorchReader(_Reader):
         if a in self._state and b in self._state:
             return self._state[a].storage.key == self._state[b].storage.key
         return None
-
-    def finish(self) -> None:
-        pass
 
 
 def _check_ints(path: str, facts: dict, where: str = "") -> None:
@@ -304,8 +282,10 @@ def _open_reader(spec: str, step: int | None = None):
         repo_files = WEIGHT_FILES
     elif looks_like_hub_id(spec):
         repo = HubRepo(spec)
-        fetch = repo.fetch
-        repo_files = [f for f in WEIGHT_FILES if f != "ckpt.pt"]
+        reader, path = repo.open([f for f in WEIGHT_FILES if f != "ckpt.pt"])
+        if reader is not None:  # only the embedding tensors: by HTTP range, or from embscope's cache
+            return reader, repo.directory, repo.fetch
+        fetch, repo_files = repo.fetch, [os.path.basename(path)]  # a full copy in the HF cache
     else:
         raise EmbscopeError(f"{spec}: no such file or directory")
     for name in repo_files:
@@ -323,11 +303,6 @@ def _open_reader(spec: str, step: int | None = None):
         raise EmbscopeError(
             f"{spec}: no model weights in this directory (looked for {', '.join(WEIGHT_FILES)})"
         )
-    if repo.unreachable:
-        raise EmbscopeError(
-            f"{spec}: not a local path, and not in the Hugging Face cache"
-            " (the hub is offline or unreachable)"
-        )
     raise EmbscopeError(f"{spec}: the repository has none of {', '.join(repo_files)}")
 
 
@@ -338,7 +313,7 @@ def _reader_for_index(index_path: str, config: dict, fetch):
     return _ShardedTorchReader(weight_map, config, fetch)
 
 
-class _ShardedTorchReader(_Reader):
+class _ShardedTorchReader(Reader):
     """pytorch_model.bin.index.json: opens only the shard(s) holding the tensors asked for."""
 
     def __init__(self, weight_map: dict[str, str], config: dict, fetch):
@@ -409,6 +384,7 @@ def load(
     reader, directory, fetch = _open_reader(spec, step)
     _describe_pipeline(spec, reader)
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
+    reader.prefetch([k for k in (layout.wte_key, layout.wpe_key, layout.token_type_key, *(layout.norm_keys or ())) if k])
     wte = reader.matrix(layout.wte_key)
     wpe = reader.matrix(layout.wpe_key) if layout.wpe_key else None
     for m in (wte, wpe):
@@ -465,7 +441,7 @@ def _headless(config: dict) -> bool:
         isinstance(a, str) and a.endswith("Model") and "Head" not in a for a in archs)
 
 
-def _recorded_vocab(spec: str, reader: _Reader, wte: Matrix) -> int | None:
+def _recorded_vocab(spec: str, reader: Reader, wte: Matrix) -> int | None:
     """The vocabulary size the checkpoint itself records (llm.c header, nanochat model_config)."""
     n = reader.n_tokens
     if n is not None and not 0 < n <= wte.shape[0]:
@@ -474,7 +450,7 @@ def _recorded_vocab(spec: str, reader: _Reader, wte: Matrix) -> int | None:
     return n
 
 
-def _guessed_keys(reader: _Reader, layout: Layout, wte_key, wpe_key) -> list[str]:
+def _guessed_keys(reader: Reader, layout: Layout, wte_key, wpe_key) -> list[str]:
     """What to tell people when the tensors were picked by name out of a bare state dict."""
     bare = reader.format in (Format.TORCH_STATE_DICT, Format.LIGHTNING) and not reader.config
     if wte_key is not None or not (bare or layout.others):
@@ -486,7 +462,7 @@ def _guessed_keys(reader: _Reader, layout: Layout, wte_key, wpe_key) -> list[str
     return [f"note: {took} (found by name{also}; --wte-key/--wpe-key name others)"]
 
 
-def _describe_pipeline(spec: str, reader: _Reader) -> None:
+def _describe_pipeline(spec: str, reader: Reader) -> None:
     """A sentence-transformers folder: record its modules (the weights are its Transformer's)."""
     from embscope.io import hf_layouts
 
@@ -495,7 +471,7 @@ def _describe_pipeline(spec: str, reader: _Reader) -> None:
         reader.facts["sentence_transformers"] = pipeline.description
 
 
-def _tied(reader: _Reader, layout: Layout) -> bool | None:
+def _tied(reader: Reader, layout: Layout) -> bool | None:
     if reader.tied is not None:  # the format says (llm.c: wte is the lm_head)
         return reader.tied
     heads = [k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"

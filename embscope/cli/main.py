@@ -38,13 +38,14 @@ def _global(
 
 
 def _register() -> None:
-    from embscope.cli import embed, info, neighbors, norms, positions
+    from embscope.cli import cache, embed, info, neighbors, norms, positions
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
     app.command("positions")(positions.positions)
     app.command("norms")(norms.norms)
     app.command("embed")(embed.embed)
+    app.add_typer(cache.app, name="cache")
 
 
 _register()

@@ -21,6 +21,7 @@ import numpy as np
 from embscope.errors import EmbscopeError
 from embscope.formats import Format
 from embscope.io.matrix import Matrix
+from embscope.io.reader import Reader
 from embscope.io.small_files import read_small
 from embscope.io.steps import choose, steps_in
 
@@ -63,7 +64,7 @@ def parameter_count(h: dict[str, int]) -> int:
     return h["padded_vocab_size"] * C + h["max_seq_len"] * C + L * per_layer + 2 * C
 
 
-class LlmcReader:
+class LlmcReader(Reader):
     """The reader shape model.py expects (keys, matrix, vector, format, facts, files, bytes)."""
 
     def __init__(self, path: str):
@@ -132,12 +133,6 @@ class LlmcReader:
 
     def vector(self, key: str) -> np.ndarray:
         raise EmbscopeError(f"{self.path}: '{key}' is not a vector")
-
-    def same_storage(self, a: str, b: str) -> bool | None:
-        return None
-
-    def finish(self) -> None:
-        pass
 
 
 def find_tokenizer(model_path: str) -> str | None:

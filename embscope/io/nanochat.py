@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from embscope.errors import EmbscopeError
 from embscope.formats import Format
+from embscope.io.reader import Reader
 from embscope.io.small_files import read_json, read_small
 from embscope.io.steps import choose, steps_in
 
@@ -83,7 +84,7 @@ def _checkpoint(folder: str, steps: dict[int, str], step: int) -> Checkpoint:
     return Checkpoint(folder, step, os.path.join(folder, name), meta_path, meta, sorted(steps))
 
 
-class NanochatReader:
+class NanochatReader(Reader):
     """A torch state-dict reader (the model file) with what the meta file says about it."""
 
     def __init__(self, checkpoint: Checkpoint, weights):

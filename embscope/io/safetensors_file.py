@@ -51,6 +51,18 @@ class SafetensorsFile:
         self.path = path
         self.size = _file_size(path)
         self.header_bytes, header = _read_header(path, self.size)
+        self._setup(header)
+
+    @classmethod
+    def from_header(cls, label: str, size: int, header_bytes: int, raw: bytes) -> SafetensorsFile:
+        """The header of a file read elsewhere (by HTTP range, say), validated exactly as a local
+        file's; `label` names it in messages. Only the header: no tensor data can be read."""
+        self = cls.__new__(cls)
+        self.path, self.size, self.header_bytes = label, size, header_bytes
+        self._setup(_decode_header(label, raw))
+        return self
+
+    def _setup(self, header: object) -> None:
         self.data_start = 8 + self.header_bytes
         self.metadata: dict[str, str] = {}
         self.tensors: dict[str, TensorInfo] = {}
@@ -192,26 +204,38 @@ def _file_size(path: str) -> int:
         raise EmbscopeError(f"{path}: {e.strerror}") from None
 
 
+def header_length(path: str, size: int, first8: bytes) -> int:
+    """The header length N from a file's first 8 bytes, checked against its size and the limit."""
+    if size < 8 or len(first8) < 8:
+        raise EmbscopeError(f"{path}: not a valid safetensors file: {size} bytes is too short")
+    (n,) = struct.unpack("<Q", first8[:8])
+    if n > MAX_HEADER_BYTES:
+        raise EmbscopeError(
+            f"{path}: not a valid safetensors file: header length {n} is over the limit"
+        )
+    if n > size - 8:
+        raise EmbscopeError(
+            f"{path}: not a valid safetensors file: header length {n}"
+            f" is larger than the file ({size} bytes)"
+        )
+    return n
+
+
 def _read_header(path: str, size: int) -> tuple[int, object]:
     if size < 8:
         raise EmbscopeError(f"{path}: not a valid safetensors file: {size} bytes is too short")
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        if n > MAX_HEADER_BYTES:
-            raise EmbscopeError(
-                f"{path}: not a valid safetensors file: header length {n} is over the limit"
-            )
-        if n > size - 8:
-            raise EmbscopeError(
-                f"{path}: not a valid safetensors file: header length {n}"
-                f" is larger than the file ({size} bytes)"
-            )
+        n = header_length(path, size, f.read(8))
         raw = f.read(n)
+    return n, _decode_header(path, raw)
+
+
+def _decode_header(path: str, raw: bytes) -> object:
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_Object, parse_int=_json_int,
                             parse_float=_json_float, parse_constant=_json_constant)
         _check_strings_and_depth(header)
-        return n, header
+        return header
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, NaN, 1e400, a lone surrogate
         raise EmbscopeError(
             f"{path}: not a valid safetensors file: the header is not valid JSON"

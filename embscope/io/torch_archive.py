@@ -40,11 +40,14 @@ def is_zip(path: str) -> bool:
 class TorchArchive:
     """A torch.save zip archive: its object tree (with TensorRefs) and on-demand tensor reads."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fileobj=None):
+        """`fileobj`: read the archive through it (a RangeFile over HTTP, say) instead of opening
+        `path`, which then only names the archive in messages."""
         self.path = path
-        self.size = os.path.getsize(path)
+        self._fileobj = fileobj
+        self.size = fileobj.size if fileobj is not None else os.path.getsize(path)
         try:
-            self._zip = zipfile.ZipFile(path)
+            self._zip = zipfile.ZipFile(fileobj if fileobj is not None else path)
             names = self._zip.namelist()
         except Exception as e:  # noqa: BLE001 - BadZipFile, and NotImplementedError("zip file
             # version 6.4"), struct.error... from a damaged central directory
@@ -105,6 +108,15 @@ class TorchArchive:
         return np.array(m.rows(0, 1)[0])
 
     def _array(self, ref: TensorRef, name: str) -> np.ndarray:
+        start, itemsize = self.locate(ref, name)
+        base = np.memmap(self.path, dtype=RAW_DTYPES[ref.storage.dtype], mode="r", offset=start,
+                         shape=(ref.storage.numel,))
+        return np.lib.stride_tricks.as_strided(base[ref.offset:], shape=ref.shape,
+                                               strides=byte_strides(ref.shape, ref.stride, itemsize), writeable=False)
+
+    def locate(self, ref: TensorRef, name: str) -> tuple[int, int]:
+        """(offset in the archive of the first byte of `ref`'s storage, bytes per element), once
+        the view is checked to lie inside its stored, uncompressed storage."""
         itemsize = _ITEMSIZE[ref.storage.dtype]
         entry = self._entry(ref.storage.key)
         if entry.compress_type != zipfile.ZIP_STORED:
@@ -124,14 +136,7 @@ class TorchArchive:
         # Highest element index the view touches; must lie inside the storage.
         if ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride)) >= ref.storage.numel:
             raise EmbscopeError(f"{self.path}: tensor '{name}' reaches outside its storage")
-        raw_dtype = RAW_DTYPES[ref.storage.dtype]
-        base = np.memmap(self.path, dtype=raw_dtype, mode="r",
-                         offset=self._data_offset(entry), shape=(ref.storage.numel,))
-        # Every stride of a dimension longer than 1 is below the storage size now; a dimension of
-        # size 1 may carry any stride (up to 2**63) and addresses nothing: 0 keeps numpy in range.
-        strides = tuple(s * itemsize if n > 1 else 0 for n, s in zip(ref.shape, ref.stride))
-        return np.lib.stride_tricks.as_strided(base[ref.offset:], shape=ref.shape, strides=strides,
-                                               writeable=False)
+        return self._data_offset(entry), itemsize
 
     def _entry(self, key: str) -> zipfile.ZipInfo:
         try:
@@ -139,12 +144,18 @@ class TorchArchive:
         except KeyError:
             raise EmbscopeError(f"{self.path}: storage '{key}' is missing from the archive") from None
 
+    def _read_at(self, offset: int, n: int) -> bytes:
+        if self._fileobj is not None:
+            self._fileobj.seek(offset)
+            return self._fileobj.read(n)
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(n)
+
     def _data_offset(self, entry: zipfile.ZipInfo) -> int:
         header = b""
         if 0 <= entry.header_offset < self.size:  # a shifted central directory can put it anywhere
-            with open(self.path, "rb") as f:
-                f.seek(entry.header_offset)
-                header = f.read(LOCAL_HEADER.size)
+            header = self._read_at(entry.header_offset, LOCAL_HEADER.size)
         if len(header) != LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise EmbscopeError(f"{self.path}: corrupt zip entry '{entry.filename}'")
         fields = LOCAL_HEADER.unpack(header)
@@ -153,3 +164,10 @@ class TorchArchive:
         if start + entry.file_size > self.size:
             raise EmbscopeError(f"{self.path}: zip entry '{entry.filename}' runs past the end of the file")
         return start
+
+
+def byte_strides(shape: tuple[int, ...], stride: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """numpy strides (bytes) of a checked view. Every stride of a dimension longer than 1 is below
+    the storage size; a dimension of size 1 may carry any stride (up to 2**63) and addresses
+    nothing: 0 keeps numpy in range."""
+    return tuple(s * itemsize if n > 1 else 0 for n, s in zip(shape, stride))

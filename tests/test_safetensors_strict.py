@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from embscope.errors import EmbscopeError
-from embscope.io.matrix import RAW_DTYPES
+from embscope.io.dtypes import RAW_DTYPES
 from embscope.io.safetensors_file import SafetensorsFile
 from tests.helpers import run
 

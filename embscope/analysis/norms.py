@@ -38,15 +38,27 @@ def stats(values: np.ndarray) -> Stats:
                  float(p50), float(p99), float(v.max()))
 
 
-def row_norms(matrix: Matrix, start: int, stop: int) -> np.ndarray:
-    """L2 norm of rows [start, stop), float64 (stop - start,)."""
-    out = np.empty(stop - start, dtype=np.float64)
+def lengths(rows: np.ndarray) -> np.ndarray:
+    """L2 length of each row of `rows` (r, d), in their dtype: (r,). float32 rows whose squares
+    pass float32's range (values > ~1e19) are measured in float64: not Inf unless they hold one."""
+    with np.errstate(over="ignore", invalid="ignore"):  # NaN (even signalling) / Inf rows
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        over = np.flatnonzero(np.isposinf(norms))
+        if len(over):
+            norms[over] = np.linalg.norm(rows[over].astype(np.float64), axis=1)
+    return norms
+
+
+def row_norms(matrix: Matrix, start: int, stop: int, dtype=np.float64) -> np.ndarray:
+    """L2 norm of rows [start, stop), (stop - start,), computed in `dtype`: float64 for
+    statistics, float32 for scoring."""
+    out = np.empty(stop - start, dtype=dtype)
     step = matrix.block_rows()
     for a in range(start, stop, step):
         b = min(stop, a + step)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN (even signalling) / Inf rows
-            block = matrix.rows(a, b).astype(np.float64)
-            out[a - start:b - start] = np.sqrt(np.einsum("ij,ij->i", block, block))
+            block = matrix.rows(a, b).astype(dtype, copy=False)
+        out[a - start:b - start] = lengths(block)
     return out
 
 
@@ -67,7 +79,7 @@ def centroid_distances(matrix: Matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
     for a in range(0, n, step):
         with np.errstate(invalid="ignore", over="ignore"):
             block = matrix.rows(a, min(n, a + step)).astype(np.float64) - centroid
-        out[a:a + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
+        out[a:a + len(block)] = lengths(block)
     return out, centroid
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from embscope.analysis.similarity import euclidean
 from embscope.errors import UsageError
 
 
@@ -49,9 +50,8 @@ def _similarity(v: np.ndarray, metric: str) -> np.ndarray:
         return (u @ u.T).astype(np.float32)
     if metric == "dot":
         return (v @ v.T).astype(np.float32)
-    sq = np.einsum("ij,ij->i", v, v)
-    d2 = sq[:, None] + sq[None, :] - 2 * (v @ v.T)
-    return np.sqrt(np.maximum(d2, 0)).astype(np.float32)
+    sq = np.einsum("ij,ij->i", v, v)  # (n,)
+    return euclidean(sq, sq, v @ v.T).astype(np.float32)
 
 
 def by_offset(matrix: np.ndarray) -> np.ndarray:

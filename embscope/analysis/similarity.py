@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embscope.analysis.norms import lengths, row_norms
 from embscope.analysis.topk import topk_rows
 from embscope.errors import EmbscopeError, UsageError
 from embscope.io.matrix import Matrix
@@ -66,10 +67,7 @@ class Index:
     def norms(self) -> np.ndarray:
         """L2 norm of each searchable row, float32 (n,); computed once, in blocks."""
         if self._norms is None:
-            out = np.empty(self.n, dtype=np.float32)
-            for start, block in self._blocks():
-                out[start:start + len(block)] = _row_norms(block)
-            self._norms = out
+            self._norms = row_norms(self.matrix, 0, self.n, np.float32)
         return self._norms
 
     @property
@@ -116,15 +114,13 @@ class Index:
                 for start, block in self._blocks():
                     out[:, start:start + len(block)] = q @ block.T
                     if fill:
-                        norms[start:start + len(block)] = _row_norms(block)
+                        norms[start:start + len(block)] = lengths(block)
                 if fill:
                     self._norms = norms
             if metric == "cosine" and not unit_rows:
                 out *= self.inverse_norms
             elif metric == "euclidean":
-                sq = np.einsum("ij,ij->i", queries, queries)[:, None] + self.norms**2 - 2 * out
-                np.sqrt(np.maximum(sq, 0, out=sq), out=sq)
-                out = -sq.astype(np.float32)
+                out = -euclidean(np.einsum("ij,ij->i", queries, queries), self.norms**2, out).astype(np.float32)
         bad = self.bad_rows()
         if len(bad):
             out[:, bad] = -np.inf  # rows holding NaN or Inf never rank
@@ -168,14 +164,11 @@ class Index:
                 yield start + i, ids[i][keep], vals[i][keep]
 
 
-def _row_norms(block: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))  # (rows,) float32
-    over = np.flatnonzero(np.isposinf(norms))
-    if len(over):  # squares past float32's range (values > ~1e19): not an Inf row unless it is one
-        with np.errstate(over="ignore", invalid="ignore"):
-            norms[over] = np.linalg.norm(block[over].astype(np.float64), axis=1)
-    return norms
+def euclidean(sq_rows: np.ndarray, sq_cols: np.ndarray, dots: np.ndarray) -> np.ndarray:
+    """(r, c) distances from squared lengths (r,), (c,) and dot products (r, c):
+    sqrt(|a|² + |b|² - 2 a·b), with rounding below 0 taken as 0."""
+    d2 = sq_rows[:, None] + sq_cols[None, :] - 2 * dots
+    return np.sqrt(np.maximum(d2, 0, out=d2), out=d2)
 
 
 def analogy_vector(positive: list[np.ndarray], negative: list[np.ndarray], metric: str) -> np.ndarray:

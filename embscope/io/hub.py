@@ -20,6 +20,8 @@ import sys
 
 from embscope.errors import EmbscopeError
 from embscope.io import hub_cache as cache
+from embscope.io import shard_index
+from embscope.io.small_files import read_json_object
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?(@[\w./-]+)?$")
 SMALL_WORKERS = 4  # config, tokenizer and index files fetched at once
@@ -60,12 +62,6 @@ def _offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.is_offline_mode())
-
-
-def _read_json(path: str | None) -> dict:
-    from embscope.model import _read_json as read
-
-    return read(path)
 
 
 def _mib(n: int) -> str:
@@ -133,9 +129,7 @@ class HubRepo:
         return None
 
     def _all_shards_cached(self, commit: str, index_path: str) -> bool:
-        from embscope.model import _sharded_map
-
-        shards = set(_sharded_map(index_path).values())
+        shards = set(shard_index.weight_map(index_path).values())
         return all(cache.hf_file(self.repo_id, commit, s) for s in shards)
 
     def _reader(self, commit: str, manifest: dict, remotes: dict | None = None):
@@ -146,7 +140,7 @@ class HubRepo:
         reader = HubReader(self, manifest, remotes or {})
         path = self.fetch("config.json")
         saved = manifest.get("config")
-        reader.config = _read_json(path) if path or not isinstance(saved, dict) else saved
+        reader.config = read_json_object(path) if path or not isinstance(saved, dict) else saved
         return reader
 
     def _first_fetch(self, name: str):
@@ -169,7 +163,7 @@ class HubRepo:
                 f.result()
         if manifest is None:
             return None, self.download(name, progress=True)
-        manifest["config"] = _read_json(self.fetch("config.json"))  # kept: the layout depends on it
+        manifest["config"] = read_json_object(self.fetch("config.json"))  # kept: the layout depends on it
         cache.save_manifest(manifest)
         return self._reader(self.commit, manifest, remotes), None
 

@@ -17,6 +17,7 @@ import numpy as np
 from embscope.errors import EmbscopeError
 from embscope.formats import Format
 from embscope.io import hub_cache as cache
+from embscope.io import shard_index
 from embscope.io.reader import Reader
 from embscope.io.torch_archive import byte_strides
 
@@ -174,11 +175,9 @@ def single_manifest(repo, name: str):
 
 
 def sharded_manifest(repo, index_name: str, index_path: str) -> dict:
-    from embscope.model import _sharded_map
-
-    weight_map = _sharded_map(index_path)
+    weight_map = shard_index.weight_map(index_path)
     shards = sorted(set(weight_map.values()))
-    fmt = (Format.SAFETENSORS_SHARDED if all(s.endswith(".safetensors") for s in shards) else Format.TORCH_SHARDED).value
+    fmt = shard_index.format_of(weight_map).value
     weights = {s: {"size": (repo.files or {}).get(s), "header_bytes": None} for s in shards}
     return _manifest(repo, fmt, dict(weight_map), weights, {}, {})
 
@@ -186,7 +185,7 @@ def sharded_manifest(repo, index_name: str, index_path: str) -> dict:
 # --- the reader --------------------------------------------------------------------------------
 
 class HubReader(Reader):
-    """The checkpoint of one commit of a hub repo, as embscope.model's readers look from above."""
+    """The checkpoint of one commit of a hub repo, as every reader looks from above."""
 
     def __init__(self, repo, manifest: dict, remotes: dict):
         self.repo, self.manifest = repo, manifest

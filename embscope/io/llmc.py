@@ -20,6 +20,7 @@ import numpy as np
 
 from embscope.errors import EmbscopeError
 from embscope.formats import Format
+from embscope.io.dtypes import RAW_DTYPES, itemsize
 from embscope.io.matrix import Matrix
 from embscope.io.reader import Reader
 from embscope.io.small_files import read_small
@@ -32,7 +33,6 @@ LLAMA3_MAGIC = 20240803  # train_llama3.py: another model, another layout
 HEADER_INTS = 256
 HEADER_BYTES = 4 * HEADER_INTS
 VERSIONS = {3: "F32", 5: "BF16"}
-ITEMSIZE = {"F32": 4, "BF16": 2}
 SNAPSHOT = re.compile(r"model_(\d{8})\.bin")
 TOKENIZER_FILE = "gpt2_tokenizer.bin"
 WTE_KEY, WPE_KEY = "transformer.wte.weight", "transformer.wpe.weight"  # train_gpt2.py's names
@@ -83,7 +83,7 @@ class LlmcReader(Reader):
         m = SNAPSHOT.fullmatch(os.path.basename(path))
         if m:
             self.facts["step"] = int(m.group(1))
-        C, item = header["channels"], ITEMSIZE[self.dtype]
+        C, item = header["channels"], itemsize(self.dtype)
         Vp, T = header["padded_vocab_size"], header["max_seq_len"]
         # key -> (byte offset, shape): wte (Vp, C) right after the header, wpe (T, C) after it
         self._shapes = {WTE_KEY: (HEADER_BYTES, (Vp, C)), WPE_KEY: (HEADER_BYTES + Vp * C * item, (T, C))}
@@ -117,7 +117,7 @@ class LlmcReader(Reader):
             what = f"'{bad[0]}' is {h[bad[0]]}" if bad else \
                 f"padded_vocab_size {h['padded_vocab_size']} is below vocab_size {h['vocab_size']}"
             raise EmbscopeError(f"{self.path}: a broken llm.c header ({what})")
-        expected = HEADER_BYTES + parameter_count(h) * ITEMSIZE[VERSIONS[version]]
+        expected = HEADER_BYTES + parameter_count(h) * itemsize(VERSIONS[version])
         if expected != self.file_bytes:
             raise EmbscopeError(f"{self.path}: its llm.c header describes a {expected}-byte file"
                                 f" ({parameter_count(h)} parameters), but the file has {self.file_bytes} bytes")
@@ -125,8 +125,7 @@ class LlmcReader(Reader):
 
     def matrix(self, key: str) -> Matrix:
         offset, shape = self._shapes[key]
-        raw = np.memmap(self.path, dtype="<f4" if self.dtype == "F32" else "<u2", mode="r",
-                        offset=offset, shape=shape)
+        raw = np.memmap(self.path, dtype=RAW_DTYPES[self.dtype], mode="r", offset=offset, shape=shape)
         m = Matrix(raw=raw, dtype=self.dtype, name=key)
         self.read_bytes += m.nbytes
         return m

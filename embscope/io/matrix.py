@@ -10,15 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Storage dtypes we read, by their safetensors name, mapped to the numpy dtype of the raw bytes.
-# bf16 has no numpy dtype: its raw bytes are read as uint16 and widened by `_to_float32`.
-RAW_DTYPES = {
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype("<u2"),
-    "F64": np.dtype("<f8"),
-}
-DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+from embscope.io.dtypes import DTYPE_NAMES
 
 
 def bf16_to_float32(raw: np.ndarray) -> np.ndarray:

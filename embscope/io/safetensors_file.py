@@ -19,21 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from embscope.errors import EmbscopeError
-from embscope.io.matrix import RAW_DTYPES, Matrix
+from embscope.io.dtypes import DTYPE_BITS, RAW_DTYPES
+from embscope.io.matrix import Matrix
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit
 MAX_JSON_DEPTH = 127  # serde_json's recursion limit: 127 nested arrays/objects parse, 128 do not
 U64_MAX = 2**64 - 1
 NUMPY_MAX_DIM = 2**63 - 1  # numpy's largest dimension (intp)  # shapes and offsets are usize; element and bit counts must not overflow it
 TENSOR_FIELDS = ("dtype", "shape", "data_offsets")
-
-# Bits per element of every dtype the format defines; our matrices use only RAW_DTYPES.
-DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
-    "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
-    "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "C64": 64, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
-}
 
 
 @dataclass(frozen=True)

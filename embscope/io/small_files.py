@@ -69,3 +69,12 @@ def read_json(path: str, limit: int = SMALL_FILE_LIMIT) -> object:
         raise EmbscopeError(f"{path}: not readable JSON (nested too deeply)") from None
     except ValueError as e:  # bad UTF-8, bad JSON, an integer of 5000 digits
         raise EmbscopeError(f"{path}: not readable JSON ({e})") from None
+
+
+def read_json_object(path: str | None) -> dict:
+    """config.json and the like: the JSON object in `path`, or {} when there is no such file
+    (`path` None) or it holds something other than an object."""
+    if not path:
+        return {}
+    data = read_json(path)
+    return data if isinstance(data, dict) else {}

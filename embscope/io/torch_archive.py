@@ -16,12 +16,12 @@ from math import prod
 import numpy as np
 
 from embscope.errors import EmbscopeError
-from embscope.io.matrix import RAW_DTYPES, Matrix
+from embscope.io import dtypes
+from embscope.io.dtypes import RAW_DTYPES
+from embscope.io.matrix import Matrix
 from embscope.io.restricted_pickle import RefusedGlobal, TensorRef, TorchArchiveUnpickler, safe_loads
 
 LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
-_ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-             "U8": 1, "BOOL": 1}
 
 
 def whole_module(data: bytes) -> bool:
@@ -117,7 +117,7 @@ class TorchArchive:
     def locate(self, ref: TensorRef, name: str) -> tuple[int, int]:
         """(offset in the archive of the first byte of `ref`'s storage, bytes per element), once
         the view is checked to lie inside its stored, uncompressed storage."""
-        itemsize = _ITEMSIZE[ref.storage.dtype]
+        itemsize = dtypes.itemsize(ref.storage.dtype)
         entry = self._entry(ref.storage.key)
         if entry.compress_type != zipfile.ZIP_STORED:
             raise EmbscopeError(f"{self.path}: tensor '{name}' is compressed; torch never does that")

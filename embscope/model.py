@@ -1,8 +1,10 @@
 """Turn "a model the user names" into its token and position matrices and its tokenizer.
 
-`load(spec)` reads only what it needs: safetensors headers and the embedding tensors by offset;
-for torch archives the pickled object tree (never the optimizer's tensors); for sharded
-checkpoints only the shards that hold the embeddings.
+`load(spec)` resolves the spec, lets the reader embscope.io.open picks read only what it needs
+(safetensors headers and the embedding tensors by offset; for torch archives the pickled object
+tree, never the optimizer's tensors; for sharded checkpoints only the shards that hold the
+embeddings), and assembles the answers of embscope.families (which tensors), embscope.tying and
+embscope.tokenizer_lookup into one `Embeddings`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The one shape every checkpoint reader has, whatever its format (safetensors, torch archives,
-llm.c, nanochat, a hub repository): what `embscope.model.load` asks of it."""
+llm.c, nanochat, a hub repository): what `embscope.model.load` asks of it. As safetensors'
+`safe_open`: the tensor names (`keys`), the file's metadata (`facts`), one tensor at a time
+(`matrix`, `vector`); then `finish`, which settles what was read."""
 
 from __future__ import annotations
 

@@ -61,15 +61,6 @@ class Model:
         """Real tokens: rows [n_tokens, V) of `wte` are vocabulary padding."""
         return self.emb.n_tokens
 
-    @property
-    def n_positions(self) -> int:
-        """Learned positions (rows of `wpe` after the family's offset); 0 for rotary / ALiBi models."""
-        return self.emb.n_positions
-
-    def require_positions(self) -> None:
-        """The error every question about positions gives on a model without learned positions."""
-        self.emb.require_positions()
-
     def info(self) -> Info:
         """What the checkpoint holds and how it was read: format, family, files, tensor names,
         sizes, dtype, tokenizer, bytes read, training facts and file metadata."""
@@ -87,6 +78,15 @@ class Model:
     def wpe(self) -> np.ndarray | None:
         """(P, d) float32 embeddings of positions 0..P-1 (after the family's row offset), or None."""
         return None if self.emb.wpe is None else self.emb.position_rows(0, self.emb.n_positions)
+
+    @property
+    def n_positions(self) -> int:
+        """Learned positions (rows of `wpe` after the family's offset); 0 for rotary / ALiBi models."""
+        return self.emb.n_positions
+
+    def require_positions(self) -> None:
+        """The error every question about positions gives on a model without learned positions."""
+        self.emb.require_positions()
 
     def token(self, token_id: int) -> str:
         """The token as printable, lossless text (what the CLI prints: control bytes and invalid

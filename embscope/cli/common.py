@@ -85,10 +85,10 @@ def model_command(command):
     return with_source
 
 
-def choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
-    """`value` when it is one of `allowed`, else the usage error naming the option's choices."""
+def choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
+    """`value` when it is one of `allowed`, else the usage error that lists them."""
     if value not in allowed:
-        raise UsageError(f"unknown {option} '{value}' (choose from {', '.join(allowed)})")
+        raise UsageError(f"unknown {what} '{value}' (choose from {', '.join(allowed)})")
     return value
 
 

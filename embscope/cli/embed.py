@@ -52,19 +52,7 @@ def embed(
         raise EmbscopeError(f"{m.name}: this model has no tokenizer, so text cannot be embedded (give --tokenizer)")
     if component == "position":
         m.require_positions()  # rotary / ALiBi models: say so before any output
-    records = []
-    for t in texts:
-        ids = m.encode(t, bos=bos)
-        limit = m.emb.n_positions if m.emb.wpe is not None else len(ids)
-        if len(ids) > limit:
-            if not truncate:
-                raise EmbscopeError(f"the text is {len(ids)} tokens but the model has only {limit} positions"
-                                    " (use --truncate to keep the first ones)")
-            env.note(f"truncated {len(ids)} tokens to the model's {limit} positions")
-            ids = ids[:limit]
-        e = m.embed_ids(ids, t)
-        records.append((e, e.vector(component, pool)))
-
+    records = [(e, e.vector(component, pool)) for e in (_embed(env, m, t, bos, truncate) for t in texts)]
     if output:
         arrays = [vec for _, vec in records]
         return save_npy(env, output, arrays[0] if len(arrays) == 1 else arrays)  # (d,) (T, d) or (n, d)
@@ -73,6 +61,21 @@ def embed(
     if out.takes_documents:
         return _documents(out, records, component, pool)
     _rows(out, m, records, pool)
+
+
+def _embed(env: Environment, m, text: str, bos: bool, truncate: bool):
+    """`m.embed` of one text, with the CLI's words for a text longer than the positions."""
+    from embscope.errors import EmbscopeError
+
+    ids = m.encode(text, bos=bos)
+    limit = m.emb.n_positions if m.emb.wpe is not None else len(ids)
+    if len(ids) > limit:
+        if not truncate:
+            raise EmbscopeError(f"the text is {len(ids)} tokens but the model has only {limit} positions"
+                                " (use --truncate to keep the first ones)")
+        env.note(f"truncated {len(ids)} tokens to the model's {limit} positions")
+        ids = ids[:limit]
+    return m.embed_ids(ids, text)
 
 
 def _tables(out, m, records, component, pool) -> None:

@@ -4,6 +4,10 @@ takes its streams, terminal facts and --debug from it (nothing reads isatty() or
 from __future__ import annotations
 
 import io
+import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 import typer
@@ -71,3 +75,14 @@ def test_progress_only_on_a_terminal():
     with env.progress(10, "work") as advance:
         advance(10)
     assert env.stderr.getvalue() == ""
+
+
+@pytest.mark.parametrize("closed,argv,want", [
+    (">&-", ["neighbors", "king", "-k", "2"], (0, b"")),  # data to a closed stdout: nowhere, as print() does
+    ("<&-", ["neighbors", "-"], (1, b"embscope: error: no queries on stdin\n")),
+])
+def test_streams_closed_before_start(closed, argv, want):
+    env = {k: v for k, v in os.environ.items() if k != "EMBSCOPE_MODEL"}
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "embscope", *argv])
+    r = subprocess.run(["sh", "-c", f"exec {command} {closed}"], stderr=subprocess.PIPE, env=env, timeout=120)
+    assert (r.returncode, r.stderr) == want

@@ -5,6 +5,7 @@ for itself."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,8 +23,11 @@ class Environment:
 
     @classmethod
     def detect(cls) -> Environment:
-        """The process's streams as they are now (CliRunner and pytest's capsys swap them)."""
-        return cls(sys.stdin, sys.stdout, sys.stderr, sys.stdout.isatty(), sys.stderr.isatty())
+        """The process's streams as they are now (CliRunner and pytest's capsys swap them). A
+        stream closed before start (`>&-`: Python makes it None) is /dev/null, as for print()."""
+        stdin, stdout, stderr = (stream if stream is not None else open(os.devnull, mode)  # noqa: SIM115
+                                 for stream, mode in ((sys.stdin, "r"), (sys.stdout, "w"), (sys.stderr, "w")))
+        return cls(stdin, stdout, stderr, stdout.isatty(), stderr.isatty())
 
     @cached_property
     def console(self):

@@ -13,7 +13,7 @@ import numpy as np
 from embscope.analysis.similarity import METRICS, Index
 from embscope.errors import EmbscopeError
 from embscope.model import Embeddings
-from embscope.results import Embedding, KnnBlock, Neighbors, Norms, PositionSimilarity
+from embscope.results import Embedding, Info, KnnBlock, Neighbors, NormOutliers, Norms, PositionSimilarity
 
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
@@ -61,6 +61,13 @@ class Model:
         """Real tokens: rows [n_tokens, V) of `wte` are vocabulary padding."""
         return self.emb.n_tokens
 
+    def info(self) -> Info:
+        """What the checkpoint holds and how it was read: format, family, files, tensor names,
+        sizes, dtype, tokenizer, bytes read, training facts and file metadata."""
+        from embscope.summary import describe
+
+        return Info(self.name, tuple(describe(self.emb)))
+
     @property
     def wte(self) -> np.ndarray:
         """(V, d) float32 token embeddings: memory-mapped when stored as float32, else converted."""
@@ -71,6 +78,15 @@ class Model:
     def wpe(self) -> np.ndarray | None:
         """(P, d) float32 embeddings of positions 0..P-1 (after the family's row offset), or None."""
         return None if self.emb.wpe is None else self.emb.position_rows(0, self.emb.n_positions)
+
+    @property
+    def n_positions(self) -> int:
+        """Learned positions (rows of `wpe` after the family's offset); 0 for rotary / ALiBi models."""
+        return self.emb.n_positions
+
+    def require_positions(self) -> None:
+        """The error every question about positions gives on a model without learned positions."""
+        self.emb.require_positions()
 
     def token(self, token_id: int) -> str:
         """The token as printable, lossless text (what the CLI prints: control bytes and invalid
@@ -177,14 +193,33 @@ class Model:
         vectors = self.emb.position_rows(start, stop)[::step]  # (n, d)
         return PositionSimilarity(metric, np.arange(start, stop, step), similarity_matrix(vectors, metric))
 
-    def norms(self) -> Norms:
-        """Norms of token, padding and position rows, and token distances from the centroid."""
+    def norms(self, *, centroid: bool = True) -> Norms:
+        """Norms of token, padding and position rows, and (unless `centroid` is False: two more
+        passes over the matrix) each token's distance from the mean token."""
         from embscope.analysis import norms as nm
 
         e = self.emb
         position = nm.row_norms(e.wpe, e.layout.position_offset, e.wpe.shape[0]) if e.wpe is not None else None
+        distance = nm.centroid_distances(e.wte, e.n_tokens)[0] if centroid else None
         return Norms(token=nm.row_norms(e.wte, 0, e.n_tokens), padding=nm.row_norms(e.wte, e.n_tokens, e.vocab_rows),
-                     position=position, centroid_distance=nm.centroid_distances(e.wte, e.n_tokens)[0])
+                     position=position, centroid_distance=distance)
+
+    def norm_outliers(self, top: int = 10, bottom: int = 10, *, centroid: bool = False,
+                      norms: Norms | None = None) -> NormOutliers:
+        """The `top` tokens with the largest norms and the `bottom` with the smallest; with
+        `centroid`, the farthest from the mean token and the nearest to it. `norms`: a
+        `Model.norms()` already computed (with centroid distances when `centroid`)."""
+        if top < 0 or bottom < 0:
+            raise EmbscopeError(f"top and bottom must be at least 0 (got {top}, {bottom})")
+        of = "centroid_distance" if centroid else "norm"
+        if norms is None or (centroid and norms.centroid_distance is None):
+            norms = self.norms(centroid=centroid)
+        far, near = norms.extremes(top, True, of), norms.extremes(bottom, False, of)  # (top,), (bottom,)
+        ids = np.concatenate([far, near])
+        names = ("far", "near") if centroid else ("largest", "smallest")
+        return NormOutliers(of, (names[0],) * len(far) + (names[1],) * len(near),
+                            np.concatenate([np.arange(1, len(far) + 1), np.arange(1, len(near) + 1)]), ids,
+                            tuple(self.token(i) for i in ids.tolist()), norms.values(of)[ids], norms.token[ids])
 
     def encode(self, text: str, *, bos: bool = False) -> list[int]:
         """The token ids the model sees for `text` (special tokens only with `bos`)."""

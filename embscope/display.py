@@ -1,9 +1,13 @@
-"""Token strings as data: lossless, and safe to print to a terminal.
+"""Token strings as data: lossless, and safe to print to a terminal. The one place where
+embscope escapes text, for every output.
 
 `escape(b)` turns a token's bytes into text in which every byte that is not printable, valid UTF-8
 is written as an escape: control characters as \\n, \\t, \\r or \\xNN, bytes that are not valid
 UTF-8 as \\xNN, bidi and zero-width controls as \\uNNNN, and the backslash itself as \\\\. So the
 result holds no control character, and distinct tokens never look the same.
+
+`sanitize(text)` does the same for messages (keeping backslashes), and `json_safe(json)` for JSON
+text (as JSON's own \\uNNNN escapes, which parse back to the same strings).
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII but the backsl
 
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
+# Characters never written raw: controls (Cc), format characters such as bidi overrides and
+# zero-width joiners (Cf), surrogates (Cs), private-use (Co) and unassigned (Cn) code points, and
+# the line and paragraph separators (Zl, Zp).
+UNSAFE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
 
 def _escape_char(ch: str) -> str:
     if ch in _NAMED:
@@ -23,8 +32,7 @@ def _escape_char(ch: str) -> str:
     cp = ord(ch)
     if cp < 0x20 or 0x7F <= cp < 0xA0:
         return f"\\x{cp:02x}"
-    # Cc, Cf (bidi overrides, zero-width joiners...), Cs, Co, Cn, line/paragraph separators.
-    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+    if unicodedata.category(ch) in UNSAFE_CATEGORIES:
         return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
     return ch
 
@@ -90,3 +98,24 @@ def shorten(text: str, limit: int = 1000) -> str:
     """`text`, or its first `limit` characters and how long it is: for strings from a file
     (safetensors metadata, tensor names) that can be megabytes long."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e\n]")  # "\n": json.dumps' own indentation
+
+
+def _json_char(m: re.Match) -> str:
+    ch = m.group()
+    if unicodedata.category(ch) not in UNSAFE_CATEGORIES:
+        return ch
+    cp = ord(ch)
+    if cp > 0xFFFF:  # JSON spells these as a surrogate pair
+        cp -= 0x10000
+        return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
+    return f"\\u{cp:04x}"
+
+
+def json_safe(json_text: str) -> str:
+    """JSON text (from json.dumps with ensure_ascii off: readable) made safe for a terminal: DEL,
+    C1 controls, bidi and zero-width marks and line separators inside strings become \\uNNNN
+    escapes, which parse back to the very same strings."""
+    return _NOT_PRINTABLE_ASCII.sub(_json_char, json_text)

@@ -27,6 +27,16 @@ class UsageError(EmbscopeError):
         super().__init__(message, status=ExitStatus.USAGE)
 
 
+class ScoreOverflowError(EmbscopeError):
+    """Dot or euclidean scores of vectors this long would overflow float32 (and silently drop
+    out of a ranking)."""
+
+    def __init__(self, metric: str, longest: float):
+        super().__init__(f"metric '{metric}': vectors this long (norms up to {longest:.3g}) overflow"
+                         " float32 scores; use the cosine metric")
+        self.metric, self.longest = metric, longest
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), or its type's name."""
     lines = str(e).strip().splitlines()

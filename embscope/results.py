@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embscope.analysis.norms import Stats, stats
+from embscope.errors import EmbscopeError
 
 
 class _Records:
@@ -85,6 +86,11 @@ class PositionSimilarity(_Records):
         step = int(self.positions[1] - self.positions[0]) if n > 1 else 1
         return np.arange(n) * step, by_offset(self.matrix), n - np.arange(n)
 
+    def by_offset_array(self) -> np.ndarray:
+        """(n, 2) float64: offset and mean similarity, a row per offset (`--by-offset -o x.npy`)."""
+        offsets, means, _ = self.by_offset()
+        return np.stack([offsets.astype(np.float64), means], axis=1)
+
     def to_records(self) -> list[dict]:
         return [{"position": int(p), "values": row.tolist()} for p, row in zip(self.positions, self.matrix)]
 
@@ -98,12 +104,32 @@ class PositionSimilarity(_Records):
 @dataclass(frozen=True, eq=False)
 class Norms(_Records):
     """L2 norms of the token rows, the vocabulary padding rows and the position rows (float64),
-    and each token's distance from the mean token (NaN/Inf rows: not finite, left out of stats)."""
+    and each token's distance from the mean token (None unless asked for). NaN/Inf rows have
+    norms that are not finite and are left out of the statistics and the extremes."""
 
     token: np.ndarray  # (n_tokens,)
     padding: np.ndarray  # (padding rows,)
     position: np.ndarray | None  # (positions,) or None
-    centroid_distance: np.ndarray  # (n_tokens,)
+    centroid_distance: np.ndarray | None  # (n_tokens,), or None: Model.norms(centroid=False)
+
+    def values(self, of: str = "norm") -> np.ndarray:
+        """The token norms ("norm") or centroid distances ("centroid_distance"), (n_tokens,)."""
+        if of == "norm":
+            return self.token
+        if of != "centroid_distance":
+            raise EmbscopeError(f"unknown value '{of}' (choose from norm, centroid_distance)")
+        if self.centroid_distance is None:
+            raise EmbscopeError("centroid distances were not computed: use norms(centroid=True)")
+        return self.centroid_distance
+
+    def finite(self, of: str = "norm") -> np.ndarray:
+        """`values(of)` without the NaN/Inf rows."""
+        v = self.values(of)
+        return v[np.isfinite(v)]
+
+    def nonfinite(self) -> np.ndarray:
+        """Ids of the token rows holding NaN or Inf (their norm is not finite)."""
+        return np.flatnonzero(~np.isfinite(self.token))
 
     def stats(self) -> dict[str, Stats]:
         sets = {"token": self.token}
@@ -117,12 +143,39 @@ class Norms(_Records):
         """Ids of the `n` tokens with the largest (or smallest) norm, or centroid distance."""
         from embscope.analysis.norms import extremes
 
-        return extremes(self.centroid_distance if of == "centroid_distance" else self.token, n, largest)
+        return extremes(self.values(of), n, largest)
 
     def to_records(self) -> list[dict]:
         values = {"token": self.token, "padding": self.padding, "position": self.position}
         return [{"rows": name, **s.as_dict(), "nonfinite": int((~np.isfinite(values[name])).sum())}
                 for name, s in self.stats().items()]
+
+
+@dataclass(frozen=True, eq=False)
+class NormOutliers(_Records):
+    """Tokens at both ends of the norm distribution ("largest", "smallest"), or of the distance
+    from the centroid ("far", "near"): glitch-token candidates. Ranked from each end, ties by id."""
+
+    of: str  # "norm" or "centroid_distance"
+    ends: tuple[str, ...]  # (k,) which end each row is at
+    ranks: np.ndarray  # (k,) 1, 2, ... from each end
+    ids: np.ndarray  # (k,) token ids
+    tokens: tuple[str, ...]  # (k,) printable token labels
+    values: np.ndarray  # (k,) the norms or centroid distances ranked
+    norms: np.ndarray  # (k,) the tokens' norms
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to_records(self) -> list[dict]:
+        rows = []
+        for end, rank, i, t, v, n in zip(self.ends, self.ranks.tolist(), self.ids.tolist(), self.tokens,
+                                         self.values.tolist(), self.norms.tolist()):
+            row = {"end": end, "rank": rank, "id": i, "token": t, self.of: v}
+            if self.of != "norm":
+                row["norm"] = n
+            rows.append(row)
+        return rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,13 +193,17 @@ class Embedding(_Records):
         """The component's (T, d) rows, or one (d,) vector pooled by 'mean' or 'last'."""
         from embscope.analysis.embed import COMPONENTS
         from embscope.analysis.embed import pool as pool_
-        from embscope.errors import EmbscopeError
 
         if component not in COMPONENTS:
             raise EmbscopeError(f"unknown component '{component}' (choose from {', '.join(COMPONENTS)})")
         if component == "position" and self.position is None:
             raise EmbscopeError("this model has no learned position embeddings")
         return pool_(self.parts()[component], pool)
+
+    def norms(self, component: str = "sum", pool: str = "none") -> np.ndarray:
+        """L2 norm of each of the component's (T,) rows, or of the pooled vector (a 0-d array);
+        float32, as the vectors are."""
+        return np.linalg.norm(self.vector(component, pool), axis=-1)
 
     def parts(self) -> dict[str, np.ndarray]:
         out = {"token": self.token, "sum": self.sum}
@@ -163,3 +220,25 @@ class Embedding(_Records):
             row["|sum|"] = float(np.linalg.norm(self.sum[p]))
             rows.append(row)
         return rows
+
+
+@dataclass(frozen=True, eq=False)
+class Info(_Records):
+    """What a checkpoint holds and how embscope read it: (field, value) facts, in the order
+    `embscope info` prints them (source, format, family, files, tensors, sizes, dtype, tokenizer,
+    bytes read, training facts, file metadata, load time)."""
+
+    name: str
+    facts: tuple[tuple[str, object], ...]
+
+    def __getitem__(self, field: str) -> object:
+        for f, value in self.facts:
+            if f == field:
+                return value
+        raise KeyError(field)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.facts)
+
+    def to_records(self) -> list[dict]:
+        return [{"field": f, "value": v} for f, v in self.facts]

@@ -295,25 +295,25 @@ def test_read_only_directory(tmp_path, request, command):
 def test_without_o_tmpfile_links(tmp_path, monkeypatch):
     """Where the anonymous file cannot be linked (EXDEV), it is copied into a named temporary
     file instead: same result, nothing left over."""
-    from embscope import output
+    from embscope import atomic
 
     def refuse(*a, **k):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(output.os, "link", refuse)
+    monkeypatch.setattr(atomic.os, "link", refuse)
     out = tmp_path / "x.npy"
-    output.atomic_write(str(out), lambda f: np.save(f, np.arange(10)))
+    atomic.atomic_write(str(out), lambda f: np.save(f, np.arange(10)))
     assert np.load(out).tolist() == list(range(10)) and os.listdir(tmp_path) == ["x.npy"]
 
 
 def test_without_o_tmpfile(tmp_path, monkeypatch):
     """And where there is no O_TMPFILE at all, a failing write removes its temporary file."""
-    from embscope import output
+    from embscope import atomic
     from embscope.errors import EmbscopeError
 
-    monkeypatch.setattr(output, "_anonymous_file", lambda d: None)
+    monkeypatch.setattr(atomic, "_anonymous_file", lambda d: None)
     out = tmp_path / "x.npy"
-    output.atomic_write(str(out), lambda f: np.save(f, np.arange(10)))
+    atomic.atomic_write(str(out), lambda f: np.save(f, np.arange(10)))
     assert np.load(out).tolist() == list(range(10)) and os.listdir(tmp_path) == ["x.npy"]
 
     def broken(f):
@@ -321,5 +321,5 @@ def test_without_o_tmpfile(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(EmbscopeError, match=r"Cannot write .*: No space left on device"):
-        output.atomic_write(str(out), broken)
+        atomic.atomic_write(str(out), broken)
     assert np.load(out).tolist() == list(range(10)) and os.listdir(tmp_path) == ["x.npy"]

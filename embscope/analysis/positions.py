@@ -5,28 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from embscope.analysis.similarity import euclidean
-from embscope.errors import UsageError
-
-
-def parse_range(text: str | None, n_positions: int, option: str = "--range") -> tuple[int, int]:
-    """'A:B' (either end may be empty) -> (start, stop) within [0, n_positions]."""
-    if text is None:
-        return 0, n_positions
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        start = int(parts[0]) if parts[0].strip() else 0
-        stop = int(parts[1]) if parts[1].strip() else n_positions
-    except ValueError:
-        raise UsageError(f"{option} '{text}': expected A:B, e.g. 0:256") from None
-    if not 0 <= start < stop <= n_positions:
-        what = "positions" if option == "--range" else "tokens"
-        raise UsageError(
-            f"{option} '{text}': need 0 <= A < B <= {n_positions} (the model has {n_positions} {what})"
-        )
-    return start, stop
-
 
 MAX_POSITIONS = 2048  # a side of the matrix: 2048² float64 cells are 32 MiB, 20000² would be 3.2 GB
 

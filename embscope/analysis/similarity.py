@@ -8,19 +8,13 @@ import numpy as np
 
 from embscope.analysis.norms import lengths, row_norms
 from embscope.analysis.topk import topk_rows
-from embscope.errors import EmbscopeError, UsageError
+from embscope.errors import EmbscopeError, ScoreOverflowError
 from embscope.io.matrix import Matrix
 
 METRICS = ("cosine", "dot", "euclidean")
 FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
 QUERY_CHUNK = 512  # queries scored at once: (512, V) float32 scores
 DENSE_BUDGET = 1 << 30  # prepare(): largest float32 copy of the matrix made for many queries
-
-
-def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise UsageError(f"unknown metric '{metric}' (choose from {', '.join(METRICS)})")
-    return metric
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -136,8 +130,7 @@ class Index:
         q_longest = float(np.linalg.norm(q.astype(np.float64), axis=1).max()) if len(q) else 0.0
         bound = q_longest * longest if metric == "dot" else (q_longest + longest) ** 2
         if bound > FLOAT32_SAFE:
-            raise EmbscopeError(f"--metric {metric}: vectors this long (norms up to"
-                                f" {max(longest, q_longest):.3g}) overflow float32 scores; use --metric cosine")
+            raise ScoreOverflowError(metric, max(longest, q_longest))
 
     def _score_buffer(self, rows: int) -> np.ndarray:
         """(rows, n) float32 scores. Chunks of queries reuse one buffer: a fresh 100 MB array

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, note, writer
+from embscope.cli.common import FormatOpt
+from embscope.cli.context import Environment
 
 app = typer.Typer(help="List (with sizes) or remove the tensors embscope fetched from the Hub.",
                   invoke_without_command=True, no_args_is_help=False)
@@ -21,23 +22,23 @@ def _human(n: int) -> str:
 def cache(ctx: typer.Context, format: FormatOpt = None):
     """List (with sizes) or remove the tensors embscope fetched from the Hub."""
     if ctx.invoked_subcommand is None:
-        list_entries(format)
+        list_entries(ctx, format)
 
 
 @app.command("list")
-def list_entries(format: FormatOpt = None):
+def list_entries(ctx: typer.Context, format: FormatOpt = None):
     """One row per cached commit: repo, commit, the revisions that named it, tensors, bytes."""
     from embscope.io import hub_cache
-    from embscope.output import resolve_format
 
+    env: Environment = ctx.obj
     entries = hub_cache.entries()
-    fmt = resolve_format(format)
-    if not entries and fmt == "table":  # an empty table says less than a sentence
-        note(f"nothing cached in {hub_cache.root()}")
+    out = env.writer(format)
+    if not entries and out.name == "table":  # an empty table says less than a sentence
+        env.note(f"nothing cached in {hub_cache.root()}")
         return
     total = sum(e["bytes"] for e in entries)
-    out = writer(fmt, COLUMNS, title=f"embscope cache: {hub_cache.root()}"
-                 f" ({len(entries)} commit{'s' * (len(entries) != 1)}, {_human(total)})")
+    out.start(COLUMNS, title=f"embscope cache: {hub_cache.root()}"
+              f" ({len(entries)} commit{'s' * (len(entries) != 1)}, {_human(total)})")
     for e in entries:
         out.write({**e, "revisions": ",".join(e["revisions"]) or "-", "size": _human(e["bytes"])})
     out.close()
@@ -45,6 +46,7 @@ def list_entries(format: FormatOpt = None):
 
 @app.command("remove")
 def remove(
+    ctx: typer.Context,
     specs: Annotated[Optional[list[str]], typer.Argument(
         metavar="[REPO[@REVISION]]...", help="What to remove: every commit of REPO, or the one REVISION names.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove everything embscope cached.")] = False,
@@ -53,6 +55,7 @@ def remove(
     from embscope.errors import EmbscopeError, UsageError
     from embscope.io import hub_cache
 
+    env: Environment = ctx.obj
     if all_ == bool(specs):
         raise UsageError("name what to remove (REPO or REPO@REVISION), or --all")
     gone = hub_cache.remove() if all_ else []
@@ -64,6 +67,6 @@ def remove(
             raise EmbscopeError(f"{spec}: nothing cached for it (see 'embscope cache')")
         gone += removed
     if not gone:
-        note(f"nothing cached in {hub_cache.root()}")
+        env.note(f"nothing cached in {hub_cache.root()}")
     for e in gone:
-        note(f"removed {e['repo']}@{e['commit']}: {e['tensors']} tensors, {_human(e['bytes'])}")
+        env.note(f"removed {e['repo']}@{e['commit']}: {e['tensors']} tensors, {_human(e['bytes'])}")

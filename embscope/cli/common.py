@@ -1,14 +1,16 @@
-"""Options every command shares, and the helpers that turn them into a model and a writer."""
+"""Options every command shares, and the helpers that turn them into a model, checked values and files."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
+
+from embscope.cli.context import Environment
+from embscope.errors import EmbscopeError, UsageError
 
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", metavar="SPEC", envvar="EMBSCOPE_MODEL", show_envvar=True,
@@ -45,106 +47,89 @@ class ModelSource:
     meta: str | None = None
     checkpoint_step: int | None = None
 
-    def load(self):
-        """The model, as `embscope.load` gives it (an `embscope.api.Model`)."""
+    def load(self, env: Environment):
+        """The model, as `embscope.load` gives it (an `embscope.api.Model`); what loading noticed
+        goes to stderr."""
         from embscope.api import load
 
         m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer,
                  meta=self.meta, step=self.checkpoint_step)
         emb = m.emb
         for message in emb.notes:
-            note(message)
-        debug(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
-              f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
+            env.note(message)
+        env.debug_note(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
+                       f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
         return m
 
 
 def model_command(command):
     """Give `command` the options every command shares (-m, --wte-key, --wpe-key, --tokenizer,
-    --meta, --step), passed to it as one `source: ModelSource` argument."""
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "source"]
+    --meta, --step), passed to it as one `source: ModelSource` argument, and the CLI's
+    `env: Environment` (from the click context the entry point made)."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+           if p.name not in ("source", "env")]
     has_step = any(p.name == "step" for p in own)
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                 annotation=CheckpointStepOpt if name == "checkpoint_step" and has_step else annotation)
               for name, annotation in MODEL_OPTIONS]
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
 
     @functools.wraps(command)
-    def with_source(**kwargs):
+    def with_source(ctx: typer.Context, **kwargs):
         source = ModelSource(**{name: kwargs.pop(name) for name, _ in MODEL_OPTIONS})
-        return command(source=source, **kwargs)
+        return command(source=source, env=ctx.obj, **kwargs)
 
-    parameters = own + shared
+    parameters = [context] + own + shared
     with_source.__signature__ = inspect.Signature(parameters)
     with_source.__annotations__ = {p.name: p.annotation for p in parameters}
     return with_source
 
 
-def writer(fmt, columns, title=None):
-    from embscope.output import RecordWriter, resolve_format
-
-    return RecordWriter(resolve_format(fmt), columns, title=title)
-
-
-def token_label(emb, token_id: int) -> str:
-    """The token as printable text (memoised per model: batch output repeats tokens a lot)."""
-    labels = emb.__dict__.setdefault("_labels", {})
-    label = labels.get(token_id)
-    if label is None:
-        from embscope.display import escape
-
-        if token_id >= emb.n_tokens:
-            label = "<pad>"
-        else:
-            label = escape(emb.token_text(token_id)) if emb.tokenizer else f"#{token_id}"
-        labels[token_id] = label
-    return label
+def choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
+    """`value` when it is one of `allowed`, else the usage error that lists them."""
+    if value not in allowed:
+        raise UsageError(f"unknown {what} '{value}' (choose from {', '.join(allowed)})")
+    return value
 
 
-def note(message: str) -> None:
-    """People-talk: to stderr, never stdout. Control characters from queries are escaped."""
-    from embscope.display import sanitize
-    from embscope.output import stderr_console
-
-    stderr_console().print(sanitize(message), markup=False, highlight=False)
+def at_least_one(option: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{option} must be at least 1 (got {value})")
 
 
-def warn_bad_rows(bad, what: str) -> None:
+def parse_range(text: str | None, n: int, option: str = "--range") -> tuple[int, int]:
+    """`--range`/`--rows` 'A:B' (either end may be empty) -> (start, stop) within [0, n]."""
+    if text is None:
+        return 0, n
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else n
+    except ValueError:
+        raise UsageError(f"{option} '{text}': expected A:B, e.g. 0:256") from None
+    if not 0 <= start < stop <= n:
+        what = "positions" if option == "--range" else "tokens"
+        raise UsageError(f"{option} '{text}': need 0 <= A < B <= {n} (the model has {n} {what})")
+    return start, stop
+
+
+def warn_bad_rows(env: Environment, bad, what: str) -> None:
     """Say on stderr which token rows hold NaN or Inf, and what happens to them."""
     if len(bad):
         shown = ", ".join(f"#{i}" for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        note(f"warning: {len(bad)} token rows hold NaN or Inf and are {what}: {shown}")
-
-
-DEBUG = {"on": False}
-
-
-def debug(message: str) -> None:
-    if DEBUG["on"]:
-        note(f"debug: {message}")
+        env.note(f"warning: {len(bad)} token rows hold NaN or Inf and are {what}: {shown}")
 
 
 OutputOpt = Annotated[Optional[str], typer.Option(
     "--output", "-o", metavar="FILE", help="Write to FILE instead (.npy array, or .png picture).")]
 
 
-def picture_console():
-    """The stdout console for terminal pictures, and its colour mode for embscope.render."""
-    from embscope.output import stdout_console
-
-    console = stdout_console()
-    system = console.color_system
-    if system is None or console.no_color:  # not a terminal, TERM=dumb, or NO_COLOR
-        color = "none"
-    else:
-        color = "truecolor" if system == "truecolor" else "256"
-    return console, color
-
-
 def output_kind(path: str, allowed: tuple[str, ...]) -> str:
     """The file type of `-o path`, once the path is known to be writable: a command checks it
     before it prints or computes anything."""
-    from embscope.errors import UsageError
-    from embscope.output import check_writable
+    from embscope.atomic import check_writable
 
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext not in allowed:
@@ -157,20 +142,20 @@ def output_kind(path: str, allowed: tuple[str, ...]) -> str:
     return ext
 
 
-def save_npy(path: str, array) -> None:
+def save_npy(env: Environment, path: str, array) -> None:
+    """`array` as a .npy file at `path` (written whole or not at all), said on stderr."""
     import numpy as np
 
-    from embscope.output import atomic_write
+    from embscope.atomic import atomic_write
 
+    array = np.asarray(array)
     atomic_write(path, lambda f: np.save(f, array))
-    note(f"wrote {path}: array of shape {tuple(array.shape)}, {array.dtype}")
+    env.note(f"wrote {path}: array of shape {tuple(array.shape)}, {array.dtype}")
 
 
-def stdin_lines() -> list[str]:
+def stdin_lines(env: Environment) -> list[str]:
     """The non-empty lines of stdin, stripped; binary junk is an error, not a query."""
-    from embscope.errors import EmbscopeError
-
-    data = sys.stdin.buffer.read()
+    data = env.stdin.buffer.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

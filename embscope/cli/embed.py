@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, model_command, note, output_kind, save_npy, stdin_lines, writer,
-)
+from embscope.cli.common import FormatOpt, ModelSource, OutputOpt, model_command, output_kind, save_npy, stdin_lines
+from embscope.cli.context import Environment
 
 PREVIEW = 4  # values shown per vector in the table
 
@@ -16,6 +15,7 @@ PREVIEW = 4  # values shown per vector in the table
 @model_command
 def embed(
     source: ModelSource,
+    env: Environment,
     text: Annotated[str, typer.Argument(help="The text; '-' reads one text per line from stdin.")],
     component: Annotated[str, typer.Option("--component", help="token, position or sum.")] = "sum",
     pool: Annotated[str, typer.Option("--pool", help="none, mean or last.")] = "none",
@@ -25,11 +25,8 @@ def embed(
     format: FormatOpt = None,
 ):
     """Token embedding + position embedding for each token of TEXT, as the model computes it."""
-    import numpy as np
-
     from embscope.analysis.embed import COMPONENTS, POOLS
     from embscope.errors import EmbscopeError, UsageError
-    from embscope.output import resolve_format
 
     if component not in COMPONENTS:
         raise UsageError(f"--component '{component}': choose from {', '.join(COMPONENTS)}")
@@ -37,9 +34,9 @@ def embed(
         raise UsageError(f"--pool '{pool}': choose from {', '.join(POOLS)}")
     if output:
         output_kind(output, ("npy",))
-    fmt = resolve_format(format)
+    out = env.writer(format)
     if text == "-":
-        texts = stdin_lines()
+        texts = stdin_lines(env)
         if not texts:
             raise EmbscopeError("no text on stdin")
     else:
@@ -50,45 +47,48 @@ def embed(
         texts = [check_text(text)]
     if output and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
-    m = source.load()
+    m = source.load(env)
     if m.tokenizer is None:
         raise EmbscopeError(f"{m.name}: this model has no tokenizer, so text cannot be embedded (give --tokenizer)")
     if component == "position":
-        m.emb.require_positions()  # rotary / ALiBi models: say so before any output
-    records = []
-    for t in texts:
-        ids = m.encode(t, bos=bos)
-        limit = m.emb.n_positions if m.emb.wpe is not None else len(ids)
-        if len(ids) > limit:
-            if not truncate:
-                raise EmbscopeError(f"the text is {len(ids)} tokens but the model has only {limit} positions"
-                                    " (use --truncate to keep the first ones)")
-            note(f"truncated {len(ids)} tokens to the model's {limit} positions")
-            ids = ids[:limit]
-        e = m.embed_ids(ids, t)
-        records.append((e, e.vector(component, pool)))
-
+        m.require_positions()  # rotary / ALiBi models: say so before any output
+    records = [(e, e.vector(component, pool)) for e in (_embed(env, m, t, bos, truncate) for t in texts)]
     if output:
         arrays = [vec for _, vec in records]
-        return save_npy(output, arrays[0] if len(arrays) == 1 else np.stack(arrays))
-    if fmt == "table":
-        return _tables(m, records, component, pool)
-    if fmt in ("json", "jsonl"):
-        return _json(records, component, pool, fmt)
-    _rows(m, records, fmt, pool)
+        return save_npy(env, output, arrays[0] if len(arrays) == 1 else arrays)  # (d,) (T, d) or (n, d)
+    if out.name == "table":
+        return _tables(out, m, records, component, pool)
+    if out.takes_documents:
+        return _documents(out, records, component, pool)
+    _rows(out, m, records, pool)
 
 
-def _tables(m, records, component, pool) -> None:
-    import numpy as np
+def _embed(env: Environment, m, text: str, bos: bool, truncate: bool):
+    """`m.embed` of one text, with the CLI's words for a text longer than the positions."""
+    from embscope.errors import EmbscopeError
 
+    ids = m.encode(text, bos=bos)
+    limit = m.emb.n_positions if m.emb.wpe is not None else len(ids)
+    if len(ids) > limit:
+        if not truncate:
+            raise EmbscopeError(f"the text is {len(ids)} tokens but the model has only {limit} positions"
+                                " (use --truncate to keep the first ones)")
+        env.note(f"truncated {len(ids)} tokens to the model's {limit} positions")
+        ids = ids[:limit]
+    return m.embed_ids(ids, text)
+
+
+def _tables(out, m, records, component, pool) -> None:
+    """A table per text: the norms of each token's parts and a preview of the vector."""
     for e, vec in records:
         if pool != "none":
-            out = writer("table", ["pool", "tokens", "norm", "preview"], title=f"{e.text!r}: {component}, {pool} pooled")
-            out.write({"pool": pool, "tokens": len(e.ids), "norm": float(np.linalg.norm(vec)), "preview": _preview(vec)})
+            out.start(["pool", "tokens", "norm", "preview"], title=f"{e.text!r}: {component}, {pool} pooled")
+            out.write({"pool": pool, "tokens": len(e.ids), "norm": float(e.norms(component, pool)),
+                       "preview": _preview(vec)})
             out.close()
             continue
         rows = e.to_records()
-        out = writer("table", list(rows[0]) + ["preview"], title=f"{e.text!r}: {component} (preview of {PREVIEW} of {m.emb.dim} values)")
+        out.start(list(rows[0]) + ["preview"], title=f"{e.text!r}: {component} (preview of {PREVIEW} of {m.emb.dim} values)")
         for row, v in zip(rows, vec):
             out.write({**row, "preview": _preview(v)})
         out.close()
@@ -98,28 +98,18 @@ def _preview(v) -> str:
     return " ".join(f"{x:+.4f}" for x in v[:PREVIEW]) + (" …" if len(v) > PREVIEW else "")
 
 
-def _json(records, component, pool, fmt) -> None:
-    import sys
-
-    from embscope.output import json_floats, json_text
-
-    docs = []
-    for e, vec in records:
-        doc = {"text": e.text, "ids": list(e.ids), "tokens": list(e.tokens), "component": component, "pool": pool}
-        doc["vector" if pool != "none" else "vectors"] = json_floats(vec)
-        docs.append(doc)
-    if fmt == "json":
-        sys.stdout.write(json_text(docs if len(docs) > 1 else docs[0]))
-        sys.stdout.write("\n")
-    else:
-        for doc in docs:
-            sys.stdout.write(json_text(doc) + "\n")
+def _documents(out, records, component, pool) -> None:
+    """A JSON document per text (json: the one document, or a list of them; jsonl: a line each)."""
+    docs = [{"text": e.text, "ids": e.ids, "tokens": e.tokens, "component": component, "pool": pool,
+             ("vector" if pool != "none" else "vectors"): vec} for e, vec in records]
+    out.document(docs if len(docs) > 1 else docs[0], docs)
 
 
-def _rows(m, records, fmt, pool) -> None:
+def _rows(out, m, records, pool) -> None:
+    """A row per token (or per pooled text), every value of the vector in its own column."""
     multi = len(records) > 1
     head = (["line"] if multi else []) + (["pos", "id", "token"] if pool == "none" else ["pool", "tokens"])
-    out = writer(fmt, head + [f"v{j}" for j in range(m.emb.dim)])
+    out.start(head + [f"v{j}" for j in range(m.emb.dim)])
     for n, (e, vec) in enumerate(records):
         line = [n + 1] if multi else []
         if pool == "none":

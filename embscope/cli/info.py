@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from embscope.cli.common import FormatOpt, ModelSource, model_command, writer
+from embscope.cli.common import FormatOpt, ModelSource, model_command
+from embscope.cli.context import Environment
 
 
 @model_command
 def info(
     source: ModelSource,
+    env: Environment,
     format: FormatOpt = None,
 ):
     """Model source and format, tensors used, sizes, dtype, tokenizer, bytes read."""
-    from embscope.summary import describe
-
-    emb = source.load().emb
-    out = writer(format, ["field", "value"], title=f"embscope info: {emb.name}")
-    for field, value in describe(emb):
-        out.write({"field": field, "value": value})
+    facts = source.load(env).info()
+    out = env.writer(format).start(["field", "value"], title=f"embscope info: {facts.name}")
+    for row in facts.to_records():
+        out.write(row)
     out.close()

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from embscope import __version__
-from embscope.cli import common
+from embscope.cli.context import Environment
 
 app = typer.Typer(
     name="embscope",
@@ -30,11 +30,15 @@ def _version(value: bool):
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and loading details.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ):
-    common.DEBUG["on"] = debug
+    # `main` made the Environment; a caller that invokes `app` itself (CliRunner) gets one here.
+    if ctx.obj is None:
+        ctx.obj = Environment.detect()
+    ctx.obj.debug = debug
 
 
 def _register() -> None:
@@ -60,6 +64,17 @@ def _click_exceptions():
     return ClickException, UsageError
 
 
+def cli_message(e) -> str:
+    """An error's message in the CLI's words: the core names its arguments (metric 'dot'), the
+    CLI its options (--metric dot)."""
+    from embscope.errors import ScoreOverflowError
+
+    if isinstance(e, ScoreOverflowError):
+        return (f"--metric {e.metric}: vectors this long (norms up to {e.longest:.3g}) overflow float32"
+                " scores; use --metric cosine")
+    return str(e)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run embscope. Every failure ends here as one line on stderr and an exit status."""
     from embscope.display import sanitize
@@ -70,28 +85,29 @@ def main(argv: list[str] | None = None) -> None:
     if not argv:  # a bare `embscope` asks what it can do: the help, on stdout, exit 0
         argv = ["--help"]
     command = typer.main.get_command(app)
+    env = Environment.detect()
     # NaN/Inf rows are found and reported by the commands themselves; numpy's own
     # RuntimeWarnings about them would only add noise (and raw text) to stderr.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"embscope\.")
 
     def fail(message: str, status: int):
-        sys.stderr.write(f"embscope: error: {sanitize(message)}\n")
-        sys.stderr.flush()
+        env.stderr.write(f"embscope: error: {sanitize(message)}\n")
+        env.stderr.flush()
         sys.exit(status)
 
     try:
-        with command.make_context("embscope", argv) as ctx:
+        with command.make_context("embscope", argv, obj=env) as ctx:
             command.invoke(ctx)
-        sys.stdout.flush()
+        env.stdout.flush()
     except (typer.Exit, typer.Abort) as e:
         sys.exit(getattr(e, "exit_code", 1))
     except BrokenPipeError:
         # The reader went away (`| head -1`): normal in a pipeline. Point stdout at /dev/null so
         # the interpreter's final flush does not fail again, and exit quietly.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), env.stdout.fileno())
         sys.exit(ExitStatus.OK)
     except KeyboardInterrupt:
-        if common.DEBUG["on"]:
+        if env.debug:
             raise
         fail("interrupted", ExitStatus.INTERRUPTED)
     except ClickUsageError as e:
@@ -100,18 +116,18 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as e:
         fail(e.format_message(), e.exit_code)
     except EmbscopeError as e:
-        if common.DEBUG["on"]:
+        if env.debug:
             raise
-        fail(str(e), e.status)
+        fail(cli_message(e), e.status)
     except MemoryError:
-        if common.DEBUG["on"]:
+        if env.debug:
             raise
         fail("out of memory", ExitStatus.ERROR)
     except BaseException as e:  # a Rust panic outside embscope.native's guard (not an Exception)
         from embscope.errors import first_line
         from embscope.native import is_panic
 
-        if not is_panic(e) or common.DEBUG["on"]:
+        if not is_panic(e) or env.debug:
             raise
         fail(f"a library panicked: {first_line(e)}", ExitStatus.ERROR)
 

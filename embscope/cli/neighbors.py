@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import (
-    FormatOpt, ModelSource, model_command, note, stdin_lines, warn_bad_rows, writer,
-)
+from embscope.cli.common import FormatOpt, ModelSource, choice, model_command, parse_range, stdin_lines, warn_bad_rows
+from embscope.cli.context import Environment
 
 
 @model_command
 def neighbors(
     source: ModelSource,
+    env: Environment,
     query: Annotated[Optional[list[str]], typer.Argument(
         metavar="QUERY...", help="Word, '#id', or arithmetic: king - man + woman. '-' reads one query per line from stdin.",
         show_default=False)] = None,
@@ -28,10 +27,10 @@ def neighbors(
     format: FormatOpt = None,
 ):
     """Nearest tokens to a query in the token embedding space."""
-    from embscope.analysis.similarity import check_metric
+    from embscope.analysis.similarity import METRICS
     from embscope.errors import UsageError
 
-    check_metric(metric)
+    choice("metric", metric, METRICS)
     if top < 1:
         raise UsageError(f"--top must be at least 1 (got {top})")
     if cosmul and metric != "cosine":
@@ -42,38 +41,36 @@ def neighbors(
         raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
-    m = source.load()
+    m = source.load(env)
     if top > m.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
     if all_tokens:
-        from embscope.analysis.positions import parse_range
-
         start, stop = parse_range(rows, m.n_tokens, option="--rows")
-        warn_bad_rows(m.index.bad_rows(), "left out")
-        return _all(m, top, metric, format, start, stop)
+        warn_bad_rows(env, m.index.bad_rows(), "left out")
+        return _all(env, m, top, metric, format, start, stop)
     if query == ["-"]:
-        return _batch(m, top, metric, exact, include_query, cosmul, format)
+        return _batch(env, m, top, metric, exact, include_query, cosmul, format)
     q = m.query(query, exact)
     found = m.answer([q], top, metric=metric, include_query=include_query, cosmul=cosmul)[0]  # errors before output
-    warn_bad_rows(m.index.bad_rows(), "left out")  # after: a query that is a NaN row is one error line
-    _describe(m, q)
-    out = writer(format, ["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
+    warn_bad_rows(env, m.index.bad_rows(), "left out")  # after: a query that is a NaN row is one error line
+    _describe(env, m, q)
+    out = env.writer(format).start(["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
     out.write_rows((n.rank, n.id, n.token, n.score) for n in found)
     out.close()
 
 
-def _describe(m, q) -> None:
+def _describe(env: Environment, m, q) -> None:
     for t in q.terms:
         if t.multi:
             parts = ", ".join(f"{m.token(i)!r} #{i}" for i in t.ids)
-            note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
+            env.note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
 
 
-def _batch(m, top, metric, exact, include_query, cosmul, format):
+def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, format):
     from embscope.display import escape
     from embscope.errors import EmbscopeError
 
-    lines = stdin_lines()
+    lines = stdin_lines(env)
     qs = []
     bad = set(m.index.bad_rows().tolist())
     for n, line in enumerate(lines, 1):
@@ -87,8 +84,8 @@ def _batch(m, top, metric, exact, include_query, cosmul, format):
     if not qs:
         raise EmbscopeError("no queries on stdin")
     answers = m.answer(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)  # errors before output
-    warn_bad_rows(m.index.bad_rows(), "left out")
-    out = writer(format, ["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
+    warn_bad_rows(env, m.index.bad_rows(), "left out")
+    out = env.writer(format).start(["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
     for q, found in zip(qs, answers):
         text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls
         out.write_rows([(text, rank, i, t, s) for rank, (i, t, s)
@@ -96,15 +93,12 @@ def _batch(m, top, metric, exact, include_query, cosmul, format):
     out.close()
 
 
-def _all(m, top, metric, format, first, last):
+def _all(env: Environment, m, top, metric, format, first, last):
     """Every token's (in [first, last)) k nearest tokens, streamed block by block."""
-    import numpy as np
-
-    out = writer(format, ["id", "token", "rank", "neighbor_id", "neighbor", "score"])
+    out = env.writer(format).start(["id", "token", "rank", "neighbor_id", "neighbor", "score"])
     labels = [m.token(i) for i in range(m.n_tokens)]
-    bad = m.index.bad_rows()
-    total = last - first - int(np.count_nonzero((bad >= first) & (bad < last)))
-    with _progress(total) as advance:
+    total = last - first - sum(first <= i < last for i in m.index.bad_rows().tolist())  # NaN/Inf rows: left out
+    with env.progress(total, "k-NN graph") as advance:
         for block in m.knn_graph(top, metric=metric, rows=slice(first, last)):
             rows = []
             for i, nbrs, scores in zip(block.ids.tolist(), block.neighbor_ids.tolist(), block.scores.tolist()):
@@ -113,28 +107,3 @@ def _all(m, top, metric, format, first, last):
             out.write_rows(rows)
             advance(len(block.ids))
     out.close()
-
-
-class _progress:
-    """A progress bar on stderr when stderr is a terminal; silent otherwise."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self._bar = None
-
-    def __enter__(self):
-        if sys.stderr.isatty():
-            from rich.progress import Progress
-
-            from embscope.output import stderr_console
-
-            self._bar = Progress(console=stderr_console(), transient=True)
-            self._bar.start()
-            task = self._bar.add_task("k-NN graph", total=self.total)
-            return lambda n: self._bar.advance(task, n)
-        return lambda n: None
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.stop()
-        return False

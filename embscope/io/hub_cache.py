@@ -7,7 +7,7 @@ subfolder=commit)` (that is $HF_HOME/assets/embscope/org--name/<commit>/):
     <tensor name>.safetensors      one extracted tensor, a plain safetensors file
     ../refs/<revision>             the commit a branch or tag named when it was fetched
 
-Every file is written atomically (embscope.output.atomic_write: on Linux an unnamed O_TMPFILE
+Every file is written atomically (embscope.atomic.atomic_write: on Linux an unnamed O_TMPFILE
 linked into place when complete), so an interrupted transfer leaves nothing behind, and a
 tensor file is checked (header, size, name, dtype, shape) each time before it is trusted.
 
@@ -85,7 +85,7 @@ def read_ref(repo_id: str, revision: str) -> str | None:
 def write_ref(repo_id: str, revision: str, commit: str) -> None:
     if revision == commit:
         return
-    from embscope.output import atomic_write
+    from embscope.atomic import atomic_write
 
     path = _ref_path(repo_id, revision)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def load_manifest(repo_id: str, commit: str) -> dict | None:
 
 
 def save_manifest(manifest: dict) -> None:
-    from embscope.output import atomic_write
+    from embscope.atomic import atomic_write
 
     path = commit_dir(manifest["repo"], manifest["commit"], create=True) / MANIFEST
     atomic_write(str(path), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
@@ -170,7 +170,7 @@ def tensor_header(key: str, dtype: str, shape: tuple[int, ...], nbytes: int, met
 def write_tensor(path: Path, head: bytes, nbytes: int, fill) -> None:
     """Write `head`, then let fill(fd, data_start) put the nbytes of data in place (os.pwrite,
     from many threads); the file appears at `path` only when complete."""
-    from embscope.output import atomic_write
+    from embscope.atomic import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
 

@@ -60,8 +60,8 @@ def _label(ax, title: str, x_label: str, y_label: str) -> None:
 
 
 def _save_atomic(fig, path: str | os.PathLike) -> Path:
-    """The figure as a PNG at `path`, whole or not at all (embscope.output.atomic_write)."""
-    from embscope.output import atomic_write
+    """The figure as a PNG at `path`, whole or not at all (embscope.atomic.atomic_write)."""
+    from embscope.atomic import atomic_write
 
     atomic_write(str(path), lambda f: fig.savefig(f, format="png", dpi=DPI))
     return Path(path)

@@ -1,0 +1,94 @@
+"""What the CLI knows about where it runs, decided once in the entry point and handed to every
+command (httpie's `context.Environment`): the three streams, whether stdout and stderr are
+terminals, the colours pictures may use, and --debug. Nothing below the CLI reads these facts
+for itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, TextIO
+
+
+@dataclass
+class Environment:
+    stdin: TextIO
+    stdout: TextIO
+    stderr: TextIO
+    stdout_isatty: bool
+    stderr_isatty: bool
+    debug: bool = False  # --debug: tracebacks and loading details
+
+    @classmethod
+    def detect(cls) -> Environment:
+        """The process's streams as they are now (CliRunner and pytest's capsys swap them). A
+        stream closed before start (`>&-`: Python makes it None) is /dev/null, as for print()."""
+        stdin, stdout, stderr = (stream if stream is not None else open(os.devnull, mode)  # noqa: SIM115
+                                 for stream, mode in ((sys.stdin, "r"), (sys.stdout, "w"), (sys.stderr, "w")))
+        return cls(stdin, stdout, stderr, stdout.isatty(), stderr.isatty())
+
+    @cached_property
+    def console(self):
+        """The Rich console for data on stdout: tables and terminal pictures."""
+        from rich.console import Console
+
+        return Console(file=self.stdout, highlight=False, soft_wrap=False)
+
+    @cached_property
+    def error_console(self):
+        """The Rich console for people-talk on stderr: one message, one line."""
+        from rich.console import Console
+
+        return Console(file=self.stderr, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def color(self) -> str:
+        """Colours for embscope.render pictures: "truecolor", "256", or "none" when stdout is not a
+        terminal, TERM is dumb or NO_COLOR is set (as Rich decides for the console)."""
+        system = self.console.color_system
+        if system is None or self.console.no_color:
+            return "none"
+        return "truecolor" if system == "truecolor" else "256"
+
+    def writer(self, fmt: str | None):
+        """The writer of `-f FMT` (None: a table on a terminal, TSV otherwise) for stdout."""
+        from embscope.output import resolve_format, writer_for
+
+        return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console)
+
+    def note(self, message: str) -> None:
+        """People-talk: to stderr, never stdout. Control characters from queries are escaped."""
+        from embscope.display import sanitize
+
+        self.error_console.print(sanitize(message), markup=False, highlight=False)
+
+    def debug_note(self, message: str) -> None:
+        if self.debug:
+            self.note(f"debug: {message}")
+
+    def progress(self, total: int, what: str) -> Any:
+        """A context manager giving advance(n): a bar on stderr when it is a terminal, else nothing."""
+        return _Progress(self.error_console if self.stderr_isatty else None, total, what)
+
+
+class _Progress:
+    def __init__(self, console, total: int, what: str):
+        self.console, self.total, self.what = console, total, what
+        self._bar = None
+
+    def __enter__(self):
+        if self.console is None:
+            return lambda n: None
+        from rich.progress import Progress
+
+        self._bar = Progress(console=self.console, transient=True)
+        self._bar.start()
+        task = self._bar.add_task(self.what, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False

@@ -116,11 +116,11 @@ def train_step(model: GPT, optimizer, x, y, grad_clip: float = 0.0) -> float:
     """One optimisation step on the batch x -> y, both (B, T); returns the loss before it."""
     model.train()
     loss = model.loss(x, y)
-    optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # the gradients are not needed past the step
     return loss.item()
 
 

@@ -44,12 +44,9 @@ def load_nanogpt(ckpt_path: str, weights_only: bool):
     import tiktoken
 
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=weights_only)
-    state_dict = checkpoint["model"]
-    unwanted_prefix = "_orig_mod."
-    for k, v in list(state_dict.items()):
-        if k.startswith(unwanted_prefix):
-            state_dict[k[len(unwanted_prefix):]] = state_dict.pop(k)
-    W = state_dict["transformer.wte.weight"]
+    # a torch.compile'd run saves its weights under "_orig_mod."-prefixed names
+    state_dict = {k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()}
+    W = state_dict["transformer.wte.weight"]  # (V, d)
     enc = tiktoken.get_encoding("gpt2")
 
     def decode(i: int) -> str:

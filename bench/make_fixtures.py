@@ -240,70 +240,31 @@ def build_gpt2_xl(d: Path) -> None:
     verify_hf_dir(d)
 
 
-# nanoGPT train.py's globals as of config/train_gpt2.py (the GPT-2 124M run); train.py
-# stores `config = {k: globals()[k] for k in config_keys}` in the checkpoint.
-NANOGPT_CONFIG = dict(
-    out_dir="out", eval_interval=1000, log_interval=10, eval_iters=200, eval_only=False,
-    always_save_checkpoint=True, init_from="scratch", wandb_log=True, wandb_project="owt",
-    wandb_run_name="gpt2-124M", dataset="openwebtext", gradient_accumulation_steps=40,
-    batch_size=12, block_size=1024, n_layer=12, n_head=12, n_embd=768, dropout=0.0, bias=False,
-    learning_rate=6e-4, max_iters=600000, weight_decay=1e-1, beta1=0.9, beta2=0.95, grad_clip=1.0,
-    decay_lr=True, warmup_iters=2000, lr_decay_iters=600000, min_lr=6e-5, backend="nccl",
-    device="cuda", dtype="bfloat16", compile=True,
-)
+# What config/train_gpt2.py changes from train.py's defaults (which are already GPT-2 124M's).
+GPT2_RUN = dict(wandb_log=True, wandb_run_name="gpt2-124M", eval_interval=1000, log_interval=10)
 
 
 def build_nanogpt(d: Path) -> None:
-    """ckpt.pt as nanoGPT's train.py writes it (GPT-2 124M, vocab padded to 50304, bias=False).
-
-    torch.save({'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
-                'model_args': model_args, 'iter_num': iter_num,
-                'best_val_loss': best_val_loss, 'config': config}, 'ckpt.pt')
-    raw_model is the torch.compile()d module (no DDP), hence the `_orig_mod.` key prefix;
-    wte and lm_head share one storage, which torch.save writes once. The AdamW state
-    (step, exp_avg, exp_avg_sq per parameter) exists after one real training step.
-    """
+    """ckpt.pt as nanoGPT's train.py writes it (GPT-2 124M, vocab padded to 50304, bias=False),
+    by the tests' writer (tests/nanogpt.py over scripts/gpt.py): the weights of the torch.compile
+    wrapper (`_orig_mod.` keys; wte and lm_head one storage, written once), the AdamW state after
+    one real step on two 64-token windows, model_args, iter_num, a 0-d best_val_loss, config."""
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
-    from tests.nanogpt import GPT, GPTConfig  # the one copy of nanoGPT's model.py in the repo
+    from tests.nanogpt import train_checkpoint
 
-    torch.manual_seed(SEED)
-    c = NANOGPT_CONFIG
-    model_args = dict(n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
-                      block_size=c["block_size"], bias=c["bias"], vocab_size=50304, dropout=c["dropout"])
-    model = GPT(GPTConfig(**model_args))
-    optimizer = model.configure_optimizers(c["weight_decay"], c["learning_rate"],
-                                           (c["beta1"], c["beta2"]), "cpu")
-    x = torch.randint(0, 50257, (2, 64))
-    y = torch.randint(0, 50257, (2, 64))
-    _, loss = model(x, y)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c["grad_clip"])
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    try:  # torch.compile is lazy: wrapping compiles nothing, but gives the real key names
-        raw_model = torch.compile(model)
-        state = raw_model.state_dict()
-        assert all(k.startswith("_orig_mod.") for k in state)
-    except Exception as e:  # pragma: no cover - fall back to adding the prefix by hand
-        print(f"  torch.compile wrapper unavailable ({e!r}); adding _orig_mod. by hand")
-        state = type(model.state_dict())(("_orig_mod." + k, v) for k, v in model.state_dict().items())
-    checkpoint = {
-        "model": state,
-        "optimizer": optimizer.state_dict(),
-        "model_args": model_args,
-        "iter_num": 2000,
-        "best_val_loss": torch.tensor(3.1416),  # estimate_loss() returns 0-d tensors
-        "config": dict(c),
-    }
     d.mkdir(parents=True)
-    torch.save(checkpoint, d / "ckpt.pt")
-    n_opt = len(checkpoint["optimizer"]["state"])
-    print(f"  {len(state)} state_dict keys, {n_opt} AdamW states, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
-    del checkpoint, state, optimizer, model
+    data = torch.randint(0, 50257, (4096,), generator=torch.Generator().manual_seed(SEED))
+    model = train_checkpoint(d / "ckpt.pt", vocab_size=50304, data=data, dataset="openwebtext",
+                             n_layer=12, n_head=12, n_embd=768, block_size=1024, iter_num=2000,
+                             compile=True, seed=SEED, run=GPT2_RUN, rows=2, tokens=64)
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
     ck = torch.load(d / "ckpt.pt", map_location="cpu", weights_only=True)  # readable w/o pickle code
+    print(f"  {len(ck['model'])} state_dict keys, {len(ck['optimizer']['state'])} AdamW states, "
+          f"{n_params / 1e6:.2f}M params")
+    assert all(k.startswith("_orig_mod.") for k in ck["model"])
     assert ck["model"]["_orig_mod.transformer.wte.weight"].shape == (50304, 768)
     assert set(ck["optimizer"]["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
 

@@ -3,7 +3,8 @@
 Nothing here imitates a file format by hand: Hugging Face models are written by
 transformers' `save_pretrained` (and `huggingface_hub.save_torch_state_dict` for the
 `pytorch_model.bin` files transformers 5 no longer writes), nanoGPT checkpoints by `torch.save`
-of the dict nanoGPT's train.py builds, meta.pkl by the pickle.dump of its prepare.py.
+of the dict nanoGPT's train.py builds (tests/nanogpt.py, over embscope's own GPT in scripts/gpt.py),
+meta.pkl by the pickle of its prepare.py.
 
 Each fixture model is tiny (n_embd 16, one layer); the vocabulary is GPT-2's 50257 rows
 where a test needs the real tokenizer.

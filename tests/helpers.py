@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import sys
+from contextlib import contextmanager
 
 from embscope.cli.main import main
 
@@ -32,3 +34,19 @@ def tsv(text: str) -> list[dict]:
 
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@contextmanager
+def time_limit(seconds: int):
+    """Raise TimeoutError in the test if the body runs longer (SIGALRM: a blocking open() too),
+    so that a hang fails one case instead of stalling the run."""
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -83,18 +83,17 @@ def test_too_long_text_errors_unless_truncated(gpt2_dir, capsys):
     assert got.shape == (64, 32)
 
 
-def test_nanogpt_equals_forward_pass(tmp_path, capsys):
+def test_nanogpt_equals_the_saved_matrices(tmp_path, capsys):
+    """nanoGPT's input to the first block, in plain torch on the saved state dict: wte[ids] plus
+    wpe[0..T-1], then its dropout, which in eval mode passes the sum through."""
     path, _ = save_char_nanogpt(tmp_path)
     ckpt = torch.load(path, weights_only=True)
-    model = nanogpt.GPT(nanogpt.GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    wte, wpe = ckpt["model"]["transformer.wte.weight"], ckpt["model"]["transformer.wpe.weight"]  # (V, d), (P, d)
     text = "First Citizen:\nBefore we proceed"
     stoi = nanogpt.char_meta(shakespeare_text())["stoi"]
-    idx = torch.tensor([[stoi[c] for c in text]])
-    with torch.no_grad():
-        pos = torch.arange(0, idx.shape[1], dtype=torch.long)
-        ref = model.transformer.drop(model.transformer.wte(idx) + model.transformer.wpe(pos))[0].numpy()
+    ids = torch.tensor([stoi[c] for c in text])  # (T,)
+    x = wte[ids] + wpe[torch.arange(len(ids))]  # (T, d)
+    ref = torch.nn.functional.dropout(x, p=ckpt["model_args"]["dropout"], training=False).numpy()
     got = cli_vectors(["embed", text, "-m", str(path)], capsys)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
 

@@ -16,7 +16,6 @@ import itertools
 import os
 import pickle
 import pickletools
-import signal
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,7 @@ from embscope.model import load
 from embscope.tokenizer import CharTokenizer, from_meta_pkl
 from tests import nanogpt
 from tests import untrusted as u
-from tests.helpers import run
+from tests.helpers import run, time_limit
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture,
            HealthCheck.filter_too_much]
@@ -42,20 +41,6 @@ settings.register_profile("embscope-fuzz-long", max_examples=int(os.environ.get(
 PROFILE = settings.get_profile("embscope-fuzz-" + ("long" if os.environ.get("EMBSCOPE_FUZZ") == "long" else "ci"))
 FEW = settings(PROFILE, max_examples=max(10, PROFILE.max_examples // 5))  # the slower, CLI-level tests
 TIME_LIMIT = 10  # seconds per case: a hang fails the case instead of the run
-
-
-@contextmanager
-def time_limit(seconds: int = TIME_LIMIT):
-    def expire(*_):
-        raise TimeoutError(f"took more than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # Outcomes per test ("loaded", "refused"), printed at the end of the module (see with -s) and
@@ -231,7 +216,7 @@ def within(edits, spans) -> bool:
 
 def load_or_refuse(path: Path):
     """load(path) and read every value it hands out; None when embscope refuses the file."""
-    with time_limit():
+    with time_limit(TIME_LIMIT):
         try:
             emb = load(str(path))
         except EmbscopeError as e:
@@ -392,7 +377,7 @@ def test_meta_pkl_mutated(base):
 
 
 def _meta_outcome(path: Path) -> None:
-    with time_limit():
+    with time_limit(TIME_LIMIT):
         try:
             tok = from_meta_pkl(str(path))
         except EmbscopeError:
@@ -442,7 +427,7 @@ def _cli_outcome(argv, capsys):
     would swallow those, so they are recorded here)."""
     import warnings
 
-    with time_limit(), warnings.catch_warnings(record=True) as caught:
+    with time_limit(TIME_LIMIT), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code, out, err = run(argv, capsys)
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
@@ -530,7 +515,7 @@ def test_pickle_container_sizes_and_key_types():
     @given(containers(), st.integers(4, pickle.HIGHEST_PROTOCOL))  # 0-3 pickle sets and bytes by calls
     def inner(obj, protocol):
         data = pickle.dumps(obj, protocol=protocol)
-        with time_limit():
+        with time_limit(TIME_LIMIT):
             try:
                 got = safe_loads(data, PlainDataUnpickler, "x")
             except EmbscopeError as e:
@@ -658,7 +643,7 @@ def test_tensor_name_lengths(base, capsys):
     def inner(name):
         path = fresh(base, "model.safetensors", b"")
         save_file({name: wte}, str(path))
-        with time_limit():
+        with time_limit(TIME_LIMIT):
             code, out, err = run(["info", "-m", str(path), "-f", "tsv"], capsys)
         count(f"exit {code}")
         assert (code, err) == (0, ""), err

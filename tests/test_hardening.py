@@ -15,12 +15,10 @@ import json
 import os
 import pickle
 import resource
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,25 +27,15 @@ import torch
 
 from embscope.model import load
 from tests import untrusted as u
-from tests.helpers import run, tsv
+from tests.helpers import run, time_limit, tsv
 
 E = "embscope: error: "
 GUARD = 20  # seconds: far above what any case takes once fixed (each is well under 1 s)
 
 
-@contextmanager
-def hang_guard(seconds: int = GUARD):
-    """Raise TimeoutError in the test if the body takes longer (a blocking open() included)."""
-    def expire(*_):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+def hang_guard():
+    """Raise TimeoutError in the test if the body takes longer than GUARD seconds."""
+    return time_limit(GUARD)
 
 
 def guarded(argv, capsys, **kw):
@@ -206,13 +194,18 @@ def test_03_pickle_size_is_bounded(tmp_path, capsys, monkeypatch):
 
 # --- 4. and 9. strides that do not walk the storage once ---------------------------------------------
 
+def save_expanded_wte(path, rows: int, cols: int) -> None:
+    """A checkpoint whose wte is torch.zeros(1).expand(rows, cols): one stored float, strides (0, 0)."""
+    state = u.small_state()
+    state["transformer.wte.weight"] = torch.zeros(1).expand(rows, cols)
+    u.save_nanogpt_ckpt(path, state)
+
+
 def test_04_expanded_tensor(tmp_path, capsys):
     """torch.zeros(1).expand(10**7, 10**4) saved as wte: one stored float that `info` reported
     as 400 GB read and `norms` ground through for minutes."""
     path = tmp_path / "ckpt.pt"
-    state = u.small_state()
-    state["transformer.wte.weight"] = torch.zeros(1).expand(10**7, 10**4)
-    u.save_nanogpt_ckpt(path, state)
+    save_expanded_wte(path, 10**7, 10**4)
     message = (f"{E}{path}: tensor 'transformer.wte.weight' of shape (10000000, 10000) and strides (0, 0) has more"
                " elements (100000000000) than its storage (1)\n")
     for command in (["info"], ["norms", "-f", "tsv"], ["neighbors", "#1"]):
@@ -225,9 +218,7 @@ def test_09_size_and_stride_overflow(tmp_path, capsys, ckpt, case):
     """Sizes, strides and offsets that overflowed numpy's as_strided (ValueError, OverflowError)."""
     if case == "expand 2**31":
         path = tmp_path / "ckpt.pt"
-        state = u.small_state()
-        state["transformer.wte.weight"] = torch.zeros(1).expand(2**31, 2**31)
-        u.save_nanogpt_ckpt(path, state)
+        save_expanded_wte(path, 2**31, 2**31)
         message = (f"{path}: tensor 'transformer.wte.weight' of shape (2147483648, 2147483648) and strides (0, 0)"
                    " has more elements (4611686018427387904) than its storage (1)")
     else:

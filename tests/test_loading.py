@@ -434,15 +434,15 @@ def test_meta_pkl_that_runs_code_is_refused(nanogpt_ckpts, tmp_path):
 
 
 def test_nanogpt_cropped_block_size(tmp_path):
-    """train.py with init_from='gpt2' and a smaller block_size calls crop_block_size: wpe becomes
-    a view of the first rows, and torch.save writes the whole, larger storage."""
+    """train.py with init_from='gpt2' and a smaller block_size crops the model: wpe becomes a
+    Parameter over its first rows, and torch.save writes the whole, larger storage."""
     import torch
 
-    from tests import nanogpt
+    from scripts.gpt import GPT
 
     torch.manual_seed(0)
-    model = nanogpt.GPT(nanogpt.GPTConfig(block_size=64, vocab_size=65, n_layer=1, n_head=2, n_embd=16))
-    model.crop_block_size(24)
+    model = GPT(vocab_size=65, block_size=64, n_layer=1, n_head=2, n_embd=16)
+    model.transformer.wpe.weight = torch.nn.Parameter(model.transformer.wpe.weight[:24])  # (24, 16) view
     state = model.state_dict()
     assert state["transformer.wpe.weight"].untyped_storage().nbytes() == 64 * 16 * 4
     path = tmp_path / "ckpt.pt"

@@ -132,14 +132,12 @@ def test_char_vocabulary_is_nanogpts(char_tok, char_meta, shakespeare):
 
 def test_char_ids_equal_nanogpt_encode(char_tok, char_meta, paragraphs, shakespeare):
     stoi, itos = char_meta["stoi"], char_meta["itos"]
-    encode = lambda s: [stoi[c] for c in s]  # noqa: E731 - nanoGPT's sample.py, verbatim
-    decode = lambda l: "".join([itos[i] for i in l])  # noqa: E731, E741
     for text in paragraphs + [shakespeare[:50_000], "", "\n\n", "KING RICHARD III:"]:
         ids = char_tok.encode(text)
-        assert ids == encode(text)
-        assert decode(ids) == text
+        assert ids == [stoi[c] for c in text]  # meta.pkl's encoding: one id per character
+        assert "".join(itos[i] for i in ids) == text
         assert b"".join(char_tok.token_bytes(i) for i in ids) == text.encode()
-    assert char_tok.word_ids("king") == encode("king")  # no " king" merging at char level
+    assert char_tok.word_ids("king") == [stoi[c] for c in "king"]  # no " king" merging at char level
 
 
 def test_char_outside_the_vocabulary(char_tok):

@@ -1,7 +1,8 @@
 """The Python API: `embscope.load(spec)` and the questions a `Model` answers.
 
 Every CLI command is a thin wrapper over one of these calls, so a notebook gets the same numbers
-and the same errors (`EmbscopeError`, with the messages the CLI prints).
+and the same errors (`EmbscopeError`, with the messages the CLI prints, naming `load`'s
+arguments where the CLI names its options).
 """
 
 from __future__ import annotations

@@ -112,12 +112,14 @@ def load(
     tokenizer: str | None = None,
     meta: str | None = None,
     step: int | None = None,
+    progress: bool = False,
 ) -> Embeddings:
     """Load the embedding layer of the model named by `spec` (see the README for what it may be).
-    `step` picks one saved step of a folder of training steps (nanochat, llm.c); default: the last."""
+    `step` picks one saved step of a folder of training steps (nanochat, llm.c); default: the last.
+    `progress`: a progress bar on stderr while weights come from the Hub (the CLI: on a terminal)."""
     t0 = time.perf_counter()
     spec = os.path.expanduser(spec or os.environ.get(ENV_MODEL) or default_model_dir())
-    reader, directory, fetch = open_reader(spec, step)
+    reader, directory, fetch = open_reader(spec, step, progress)
     facts = {**reader.facts, **_pipeline_facts(spec)}
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
     reader.prefetch([k for k in (layout.wte_key, layout.wpe_key, layout.token_type_key, *(layout.norm_keys or ())) if k])

@@ -53,7 +53,7 @@ class ModelSource:
         from embscope.api import load
 
         m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer,
-                 meta=self.meta, step=self.checkpoint_step)
+                 meta=self.meta, step=self.checkpoint_step, progress=env.stderr_isatty)
         emb = m.emb
         if emb.guessed:
             env.note(emb.guessed.note("--wte-key/--wpe-key"))

@@ -1,7 +1,8 @@
 """The Python API: `embscope.load(spec)` and the questions a `Model` answers.
 
 Every CLI command is a thin wrapper over one of these calls, so a notebook gets the same numbers
-and the same errors (`EmbscopeError`, with the messages the CLI prints).
+and the same errors (`EmbscopeError`, with the messages the CLI prints, naming `load`'s
+arguments where the CLI names its options).
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from embscope.results import Embedding, Info, KnnBlock, Neighbors, NormOutliers,
 
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
-         tokenizer: str | None = None, meta: str | None = None, step: int | None = None) -> Model:
+         tokenizer: str | None = None, meta: str | None = None, step: int | None = None,
+         progress: bool = False) -> Model:
     """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory, a
     training-run folder (nanochat, llm.c: the last step, or `step`) or a Hugging Face hub id
     (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None and $EMBSCOPE_MODEL
     is unset. Reads only the embedding tensors, memory-mapped; never torch. What loading noticed
-    (which keys were taken, say) is in `Model.emb.notes`."""
+    (which keys were taken, say) is in `Model.emb.notes`. `progress=True` shows a progress bar
+    on stderr while weights come from the Hugging Face Hub."""
     from embscope.model import load as load_embeddings
 
     return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta,
-                                 step=step))
+                                 step=step, progress=progress))
 
 
 def _choice(name: str, value: str, allowed: Iterable[str]) -> str:

@@ -37,6 +37,70 @@ class ScoreOverflowError(EmbscopeError):
         self.metric, self.longest = metric, longest
 
 
+class ArgumentError(EmbscopeError):
+    """An error about one argument of `embscope.load` (`argument`: wte_key, wpe_key, step,
+    tokenizer). Its message names the argument as the API does; `worded(name)` says the same
+    with another name for it (the CLI's option)."""
+
+    argument: str
+
+    def __init__(self, api_name: str, *, status: ExitStatus = ExitStatus.ERROR):
+        super().__init__(self.worded(api_name), status=status)
+
+    def worded(self, name: str) -> str:
+        raise NotImplementedError
+
+
+class NoTokenEmbeddingError(ArgumentError):
+    """No tensor name ends as a token embedding does, and `wte_key` named none."""
+
+    argument = "wte_key"
+
+    def __init__(self, looked_for: tuple[str, ...]):
+        self.looked_for = looked_for
+        super().__init__("wte_key=")
+
+    def worded(self, name: str) -> str:
+        return f"no token embedding tensor found (looked for {', '.join(self.looked_for)}); name it with {name}"
+
+
+class NoSuchTensorError(ArgumentError):
+    """`argument` (wte_key or wpe_key) names a tensor the checkpoint does not hold."""
+
+    def __init__(self, argument: str, key: str):
+        self.argument, self.key = argument, key
+        super().__init__(argument)
+
+    def worded(self, name: str) -> str:
+        return f"{name}: no tensor named '{self.key}' in the checkpoint"
+
+
+class StepError(ArgumentError):
+    """The training step asked for (`step`) is not there; `problem` says why. Exit status 2."""
+
+    argument = "step"
+
+    def __init__(self, step: int, problem: str):
+        self.step, self.problem = step, problem
+        super().__init__("step=", status=ExitStatus.USAGE)
+
+    def worded(self, name: str) -> str:
+        return f"{name}{self.step}: {self.problem}"
+
+
+class TokenizerFileError(ArgumentError):
+    """An llm.c tokenizer file given where the model belongs (it goes to `tokenizer`)."""
+
+    argument = "tokenizer"
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__("tokenizer=")
+
+    def worded(self, name: str) -> str:
+        return f"{self.path}: an llm.c tokenizer file, not a model (pass it with {name})"
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), or its type's name."""
     lines = str(e).strip().splitlines()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from embscope.errors import EmbscopeError
+from embscope.errors import EmbscopeError, NoSuchTensorError, NoTokenEmbeddingError
 
 COMPILE_PREFIX = "_orig_mod."  # added to every key by torch.compile (nanoGPT saves it as is)
 
@@ -121,20 +121,16 @@ def detect_layout(
                 others = [k for k in hits if k != wte_key]
                 break
         if wte_key is None:
-            raise EmbscopeError(
-                "no token embedding tensor found (looked for "
-                + ", ".join(s for s, _ in TOKEN_SUFFIXES)
-                + "); name it with --wte-key"
-            )
+            raise NoTokenEmbeddingError(tuple(s for s, _ in TOKEN_SUFFIXES))
     elif wte_key not in keys:
-        raise EmbscopeError(f"--wte-key: no tensor named '{wte_key}' in the checkpoint")
+        raise NoSuchTensorError("wte_key", wte_key)
     if family is None:
         family = next((f for s, f in TOKEN_SUFFIXES if strip_compile_prefix(wte_key).endswith(s)), "custom")
 
     layout = Layout(family=family, wte_key=wte_key, wpe_key=None, others=others)
     if wpe_key is not None:
         if wpe_key not in keys:
-            raise EmbscopeError(f"--wpe-key: no tensor named '{wpe_key}' in the checkpoint")
+            raise NoSuchTensorError("wpe_key", wpe_key)
         layout.wpe_key = wpe_key
     elif family in POSITION_SUFFIXES:
         token_suffix = next(s for s, f in TOKEN_SUFFIXES if f == family)

@@ -60,7 +60,12 @@ class Embeddings:
     token_type0: np.ndarray | None = None  # (d,) BERT family: token type 0 is always added
     norm: tuple[np.ndarray, np.ndarray, float] | None = None  # embedding LayerNorm (w, b, eps)
     load_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)  # for people (stderr): which tensors were guessed
+    guessed: GuessedKeys | None = None  # which tensors were picked by name, for people (stderr)
+
+    @property
+    def notes(self) -> list[str]:
+        """What loading noticed, in the API's words."""
+        return [self.guessed.note("wte_key=/wpe_key=")] if self.guessed else []
 
     @property
     def name(self) -> str:
@@ -107,12 +112,14 @@ def load(
     tokenizer: str | None = None,
     meta: str | None = None,
     step: int | None = None,
+    progress: bool = False,
 ) -> Embeddings:
     """Load the embedding layer of the model named by `spec` (see the README for what it may be).
-    `step` picks one saved step of a folder of training steps (nanochat, llm.c); default: the last."""
+    `step` picks one saved step of a folder of training steps (nanochat, llm.c); default: the last.
+    `progress`: a progress bar on stderr while weights come from the Hub (the CLI: on a terminal)."""
     t0 = time.perf_counter()
     spec = os.path.expanduser(spec or os.environ.get(ENV_MODEL) or default_model_dir())
-    reader, directory, fetch = open_reader(spec, step)
+    reader, directory, fetch = open_reader(spec, step, progress)
     facts = {**reader.facts, **_pipeline_facts(spec)}
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
     reader.prefetch([k for k in (layout.wte_key, layout.wpe_key, layout.token_type_key, *(layout.norm_keys or ())) if k])
@@ -120,7 +127,7 @@ def load(
     wpe = reader.matrix(layout.wpe_key) if layout.wpe_key else None
     _check_shapes(spec, layout, wte, wpe)
     n_tokens = _recorded_vocab(spec, reader, wte) or wte.shape[0]
-    notes = _guessed_keys(reader, layout, wte_key, wpe_key)
+    guessed = _guessed_keys(reader, layout, wte_key)
     token_type0 = _token_type0(spec, reader, layout, wte) if layout.token_type_key else None
     norm = _embedding_norm(spec, reader, layout, wte) if layout.norm_keys else None
     is_tied = tied(reader, layout.wte_key)
@@ -132,7 +139,7 @@ def load(
     return Embeddings(source=spec, format=reader.format, layout=layout, wte=wte, wpe=wpe, tokenizer=tok,
                       n_tokens=n_tokens, files=reader.files, file_bytes=reader.file_bytes,
                       read_bytes=reader.read_bytes, facts=facts, config=reader.config, tied=is_tied,
-                      token_type0=token_type0, norm=norm, load_seconds=time.perf_counter() - t0, notes=notes)
+                      token_type0=token_type0, norm=norm, load_seconds=time.perf_counter() - t0, guessed=guessed)
 
 
 def _check_shapes(spec: str, layout: Layout, wte: Matrix, wpe: Matrix | None) -> None:
@@ -190,16 +197,29 @@ def _recorded_vocab(spec: str, reader: Reader, wte: Matrix) -> int | None:
     return n
 
 
-def _guessed_keys(reader: Reader, layout: Layout, wte_key, wpe_key) -> list[str]:
+@dataclass(frozen=True)
+class GuessedKeys:
+    """The embedding tensors taken by name out of a bare state dict, and other candidates."""
+
+    wte_key: str
+    wpe_key: str | None
+    others: tuple[str, ...]
+
+    def note(self, how: str) -> str:
+        """The note for people; `how` names the arguments (or options) that choose other tensors."""
+        took = f"token embeddings from '{self.wte_key}'"
+        if self.wpe_key:
+            took += f", position embeddings from '{self.wpe_key}'"
+        also = f"; also found {', '.join(repr(k) for k in self.others[:3])}" if self.others else ""
+        return f"note: {took} (found by name{also}; {how} name others)"
+
+
+def _guessed_keys(reader: Reader, layout: Layout, wte_key) -> GuessedKeys | None:
     """What to tell people when the tensors were picked by name out of a bare state dict."""
     bare = reader.format in (Format.TORCH_STATE_DICT, Format.LIGHTNING) and not reader.config
     if wte_key is not None or not (bare or layout.others):
-        return []
-    took = f"token embeddings from '{layout.wte_key}'"
-    if layout.wpe_key:
-        took += f", position embeddings from '{layout.wpe_key}'"
-    also = f"; also found {', '.join(repr(k) for k in layout.others[:3])}" if layout.others else ""
-    return [f"note: {took} (found by name{also}; --wte-key/--wpe-key name others)"]
+        return None
+    return GuessedKeys(layout.wte_key, layout.wpe_key, tuple(layout.others))
 
 
 def _pipeline_facts(spec: str) -> dict:

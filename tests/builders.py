@@ -21,16 +21,38 @@ def gpt2_tokenizer():
     return GPT2TokenizerFast.from_pretrained(str(GPT2_FILES))
 
 
+def save_model(directory, model_class, config, *, seed: int, dtype=None, tokenizer=None,
+               bin_shard_size: str | None = None, **save_kw):
+    """The one factory of the tests' Hugging Face models: `model_class(config)` made after
+    torch.manual_seed(seed), cast to `dtype`, written by transformers' save_pretrained (`save_kw`:
+    its options), or with `bin_shard_size` as pytorch_model.bin files by huggingface_hub's torch
+    serializer (transformers 5 writes only safetensors) beside its config.json; `tokenizer`'s
+    save_pretrained beside it. Returns the model (eval mode) as the reference."""
+    torch.manual_seed(seed)
+    model = model_class(config)
+    if dtype is not None:
+        model = model.to(dtype)
+    model = model.eval()
+    if bin_shard_size is None:
+        model.save_pretrained(str(directory), **save_kw)
+    else:
+        from huggingface_hub import save_torch_state_dict
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_torch_state_dict(model.state_dict(), str(directory), safe_serialization=False,
+                              max_shard_size=bin_shard_size)
+        model.config.save_pretrained(str(directory))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    return model
+
+
 def save_gpt2(directory, dtype=torch.float32, n_embd: int = 32, n_positions: int = 64, seed: int = 0):
     """A tiny GPT2LMHeadModel with GPT-2's real vocabulary, saved with save_pretrained."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(seed)
     config = GPT2Config(vocab_size=50257, n_positions=n_positions, n_embd=n_embd, n_layer=1, n_head=2)
-    model = GPT2LMHeadModel(config).to(dtype).eval()
-    model.save_pretrained(directory)
-    gpt2_tokenizer().save_pretrained(directory)
-    return model
+    return save_model(directory, GPT2LMHeadModel, config, seed=seed, dtype=dtype, tokenizer=gpt2_tokenizer())
 
 
 def shakespeare_text() -> str:
@@ -80,37 +102,34 @@ def save_hf(directory, family: str, dtype=torch.float32, seed: int = 0):
     Returns the model (eval mode) as the reference."""
     import transformers as tf
 
-    torch.manual_seed(seed)
     small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
     if family == "opt":
         config = tf.OPTConfig(vocab_size=50272, hidden_size=32, num_hidden_layers=1, ffn_dim=64,
                               num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=32,
                               pad_token_id=1, bos_token_id=2, eos_token_id=2)
-        model = tf.OPTForCausalLM(config)
+        model_class = tf.OPTForCausalLM
     elif family == "bert":
         config = tf.BertConfig(vocab_size=30522, max_position_embeddings=64, **small)
-        model = tf.BertModel(config)
+        model_class = tf.BertModel
     elif family == "roberta":
         config = tf.RobertaConfig(vocab_size=50265, max_position_embeddings=66, pad_token_id=1, **small)
-        model = tf.RobertaModel(config)
+        model_class = tf.RobertaModel
     elif family == "llama":
         config = tf.LlamaConfig(vocab_size=50257, num_key_value_heads=2, max_position_embeddings=64, **small)
-        model = tf.LlamaForCausalLM(config)
+        model_class = tf.LlamaForCausalLM
     elif family == "bloom":
         config = tf.BloomConfig(vocab_size=50257, hidden_size=32, n_layer=1, n_head=2)
-        model = tf.BloomModel(config)
+        model_class = tf.BloomModel
     elif family == "gpt_neo":
         config = tf.GPTNeoConfig(vocab_size=50257, hidden_size=32, num_layers=1, num_heads=2,
                                  attention_types=[[["global"], 1]], max_position_embeddings=64)
-        model = tf.GPTNeoForCausalLM(config)
+        model_class = tf.GPTNeoForCausalLM
     else:
         raise ValueError(family)
-    model = model.to(dtype).eval()
-    model.save_pretrained(directory)
+    model = save_model(directory, model_class, config, seed=seed, dtype=dtype,
+                       tokenizer=None if family == "bert" else gpt2_tokenizer())
     if family == "bert":
         bert_tokenizer(directory)
-    else:
-        gpt2_tokenizer().save_pretrained(directory)
     return model
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.builders import shakespeare_text
+from tests.builders import save_model, shakespeare_text
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT2_FILES = ROOT / "embscope" / "data" / "gpt2"  # vocab.json + merges.txt, bundled
@@ -126,17 +126,10 @@ def wordpiece_dir(tmp_path_factory):
 
 # --- Hugging Face models ---------------------------------------------------------------------
 
-def _save(model, d: Path, tokenizer=None, **kw) -> None:
-    model.save_pretrained(str(d), **kw)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(d))
-
-
 @pytest.fixture(scope="session")
 def hf_models(tmp_path_factory, gpt2_hf_tokenizer, wordpiece_dir) -> dict[str, Ref]:
     import torch
     import transformers as T
-    from huggingface_hub import save_torch_state_dict
     from transformers import BertTokenizerFast
 
     T.logging.set_verbosity_error()
@@ -144,35 +137,26 @@ def hf_models(tmp_path_factory, gpt2_hf_tokenizer, wordpiece_dir) -> dict[str, R
     refs: dict[str, Ref] = {}
     tok = gpt2_hf_tokenizer
 
-    def gpt2_cfg(**kw):
-        return T.GPT2Config(vocab_size=GPT2_VOCAB, n_positions=N_POS, n_embd=N_EMBD, n_layer=1,
-                            n_head=2, **kw)
+    def gpt2_cfg(n_layer: int = 1):
+        return T.GPT2Config(vocab_size=GPT2_VOCAB, n_positions=N_POS, n_embd=N_EMBD, n_layer=n_layer, n_head=2)
 
     # GPT-2 with LM head, fp32 / fp16 / bf16, each with the GPT-2 tokenizer beside it.
     for name, dtype in [("gpt2-lm", None), ("gpt2-lm-fp16", torch.float16), ("gpt2-lm-bf16", torch.bfloat16)]:
-        torch.manual_seed(1)
-        m = T.GPT2LMHeadModel(gpt2_cfg())
-        if dtype is not None:
-            m = m.to(dtype)
-        _save(m, base / name, tok)
+        m = save_model(base / name, T.GPT2LMHeadModel, gpt2_cfg(), seed=1, dtype=dtype, tokenizer=tok)
         refs[name] = Ref(str(base / name), "gpt2", to_f32(m.get_input_embeddings().weight),
                          to_f32(m.transformer.wpe.weight), tied=True, n_tokens=GPT2_VOCAB,
                          dtype={None: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype],
                          wte_key="transformer.wte.weight", wpe_key="transformer.wpe.weight")
 
     # GPT2Model: no LM head, keys without the "transformer." prefix.
-    torch.manual_seed(2)
-    m = T.GPT2Model(gpt2_cfg())
-    _save(m, base / "gpt2-base", tok)
+    m = save_model(base / "gpt2-base", T.GPT2Model, gpt2_cfg(), seed=2, tokenizer=tok)
     refs["gpt2-base"] = Ref(str(base / "gpt2-base"), "gpt2", to_f32(m.get_input_embeddings().weight),
                             to_f32(m.wpe.weight), n_tokens=GPT2_VOCAB, wte_key="wte.weight",
                             wpe_key="wpe.weight")
 
     # Sharded safetensors: wte alone in one shard, the rest spread over others.
-    torch.manual_seed(3)
-    m = T.GPT2LMHeadModel(T.GPT2Config(vocab_size=GPT2_VOCAB, n_positions=N_POS, n_embd=N_EMBD,
-                                       n_layer=2, n_head=2))
-    _save(m, base / "gpt2-sharded", tok, max_shard_size="8KB")
+    m = save_model(base / "gpt2-sharded", T.GPT2LMHeadModel, gpt2_cfg(n_layer=2), seed=3, tokenizer=tok,
+                   max_shard_size="8KB")
     refs["gpt2-sharded"] = Ref(str(base / "gpt2-sharded"), "gpt2", to_f32(m.get_input_embeddings().weight),
                                to_f32(m.transformer.wpe.weight), tied=True, n_tokens=GPT2_VOCAB,
                                format="safetensors (sharded)", wte_key="transformer.wte.weight",
@@ -183,14 +167,9 @@ def hf_models(tmp_path_factory, gpt2_hf_tokenizer, wordpiece_dir) -> dict[str, R
     # the state dict, shared wte/lm_head storage kept, as transformers 4 wrote them).
     for name, shard, dtype in [("gpt2-bin", "5GB", torch.float32), ("gpt2-bin-sharded", "8KB", torch.float32),
                                ("gpt2-bin-fp16", "5GB", torch.float16), ("gpt2-bin-bf16", "5GB", torch.bfloat16)]:
-        torch.manual_seed(4)
-        m = T.GPT2LMHeadModel(T.GPT2Config(vocab_size=GPT2_VOCAB, n_positions=N_POS, n_embd=N_EMBD,
-                                           n_layer=2, n_head=2)).to(dtype)
         d = base / name
-        d.mkdir()
-        save_torch_state_dict(m.state_dict(), str(d), safe_serialization=False, max_shard_size=shard)
-        m.config.save_pretrained(str(d))
-        tok.save_pretrained(str(d))
+        m = save_model(d, T.GPT2LMHeadModel, gpt2_cfg(n_layer=2), seed=4, dtype=dtype, tokenizer=tok,
+                       bin_shard_size=shard)
         refs[name] = Ref(str(d), "gpt2", to_f32(m.get_input_embeddings().weight),
                          to_f32(m.transformer.wpe.weight), tied=True, n_tokens=GPT2_VOCAB,
                          format="torch state dict (zip)" if shard == "5GB" else "torch state dict (sharded)",
@@ -200,26 +179,21 @@ def hf_models(tmp_path_factory, gpt2_hf_tokenizer, wordpiece_dir) -> dict[str, R
     # OPT: GPT-2 BPE, 50272 rows (OPT pads its vocabulary), positions shifted by 2.
     opt_cfg = dict(vocab_size=50272, hidden_size=N_EMBD, num_hidden_layers=1, ffn_dim=32,
                    num_attention_heads=2, max_position_embeddings=N_POS, word_embed_proj_dim=N_EMBD)
-    torch.manual_seed(5)
-    m = T.OPTForCausalLM(T.OPTConfig(**opt_cfg))
-    _save(m, base / "opt-lm", tok)
+    m = save_model(base / "opt-lm", T.OPTForCausalLM, T.OPTConfig(**opt_cfg), seed=5, tokenizer=tok)
     refs["opt-lm"] = Ref(str(base / "opt-lm"), "opt", to_f32(m.get_input_embeddings().weight),
                          to_f32(m.model.decoder.embed_positions.weight), position_offset=2, tied=True,
                          n_tokens=GPT2_VOCAB, wte_key="model.decoder.embed_tokens.weight",
                          wpe_key="model.decoder.embed_positions.weight")
-    torch.manual_seed(6)
-    m = T.OPTModel(T.OPTConfig(**{**opt_cfg, "vocab_size": 512}))
-    _save(m, base / "opt-base")
+    m = save_model(base / "opt-base", T.OPTModel, T.OPTConfig(**{**opt_cfg, "vocab_size": 512}), seed=6)
     refs["opt-base"] = Ref(str(base / "opt-base"), "opt", to_f32(m.get_input_embeddings().weight),
                            to_f32(m.decoder.embed_positions.weight), position_offset=2,
                            wte_key="decoder.embed_tokens.weight", wpe_key="decoder.embed_positions.weight")
 
     # BERT with a WordPiece tokenizer saved by transformers (tokenizer.json).
     btok = BertTokenizerFast.from_pretrained(str(wordpiece_dir))
-    torch.manual_seed(7)
-    m = T.BertModel(T.BertConfig(vocab_size=len(btok), hidden_size=N_EMBD, num_hidden_layers=1,
-                                 num_attention_heads=2, intermediate_size=32, max_position_embeddings=N_POS))
-    _save(m, base / "bert", btok)
+    m = save_model(base / "bert", T.BertModel,
+                   T.BertConfig(vocab_size=len(btok), hidden_size=N_EMBD, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=N_POS), seed=7, tokenizer=btok)
     e = m.embeddings
     refs["bert"] = Ref(str(base / "bert"), "bert", to_f32(e.word_embeddings.weight),
                        to_f32(e.position_embeddings.weight), n_tokens=len(btok),
@@ -229,11 +203,9 @@ def hf_models(tmp_path_factory, gpt2_hf_tokenizer, wordpiece_dir) -> dict[str, R
                        norm=(to_f32(e.LayerNorm.weight), to_f32(e.LayerNorm.bias), e.LayerNorm.eps))
 
     # RoBERTa: position rows start at pad_token_id + 1 = 2.
-    torch.manual_seed(8)
-    m = T.RobertaModel(T.RobertaConfig(vocab_size=512, hidden_size=N_EMBD, num_hidden_layers=1,
-                                       num_attention_heads=2, intermediate_size=32,
-                                       max_position_embeddings=N_POS + 2, pad_token_id=1))
-    _save(m, base / "roberta")
+    m = save_model(base / "roberta", T.RobertaModel,
+                   T.RobertaConfig(vocab_size=512, hidden_size=N_EMBD, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, max_position_embeddings=N_POS + 2, pad_token_id=1), seed=8)
     e = m.embeddings
     refs["roberta"] = Ref(str(base / "roberta"), "bert", to_f32(e.word_embeddings.weight),
                           to_f32(e.position_embeddings.weight), position_offset=2,
@@ -242,10 +214,9 @@ def hf_models(tmp_path_factory, gpt2_hf_tokenizer, wordpiece_dir) -> dict[str, R
                           token_type0=to_f32(e.token_type_embeddings.weight[0]),
                           norm=(to_f32(e.LayerNorm.weight), to_f32(e.LayerNorm.bias), e.LayerNorm.eps))
 
-    torch.manual_seed(9)
-    m = T.DistilBertModel(T.DistilBertConfig(vocab_size=512, dim=N_EMBD, n_layers=1, n_heads=2,
-                                             hidden_dim=32, max_position_embeddings=N_POS))
-    _save(m, base / "distilbert")
+    m = save_model(base / "distilbert", T.DistilBertModel,
+                   T.DistilBertConfig(vocab_size=512, dim=N_EMBD, n_layers=1, n_heads=2, hidden_dim=32,
+                                      max_position_embeddings=N_POS), seed=9)
     e = m.embeddings
     refs["distilbert"] = Ref(str(base / "distilbert"), "bert", to_f32(e.word_embeddings.weight),
                              to_f32(e.position_embeddings.weight),
@@ -254,34 +225,29 @@ def hf_models(tmp_path_factory, gpt2_hf_tokenizer, wordpiece_dir) -> dict[str, R
                              norm=(to_f32(e.LayerNorm.weight), to_f32(e.LayerNorm.bias), e.LayerNorm.eps))
 
     # GPT-Neo keeps GPT-2's tensor names (transformer.wte / transformer.wpe).
-    torch.manual_seed(10)
-    m = T.GPTNeoForCausalLM(T.GPTNeoConfig(vocab_size=GPT2_VOCAB, hidden_size=N_EMBD, num_layers=1,
-                                           num_heads=2, attention_types=[[["global"], 1]],
-                                           max_position_embeddings=N_POS))
-    _save(m, base / "gpt-neo", tok)
+    m = save_model(base / "gpt-neo", T.GPTNeoForCausalLM,
+                   T.GPTNeoConfig(vocab_size=GPT2_VOCAB, hidden_size=N_EMBD, num_layers=1, num_heads=2,
+                                  attention_types=[[["global"], 1]], max_position_embeddings=N_POS),
+                   seed=10, tokenizer=tok)
     refs["gpt-neo"] = Ref(str(base / "gpt-neo"), "gpt2", to_f32(m.get_input_embeddings().weight),
                           to_f32(m.transformer.wpe.weight), tied=True, n_tokens=GPT2_VOCAB,
                           wte_key="transformer.wte.weight", wpe_key="transformer.wpe.weight")
 
     # No learned positions: Llama (rotary, untied head), Pythia (rotary, embed_out), BLOOM (ALiBi).
-    torch.manual_seed(11)
-    m = T.LlamaForCausalLM(T.LlamaConfig(vocab_size=512, hidden_size=N_EMBD, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2,
-                                         num_key_value_heads=2, max_position_embeddings=N_POS))
-    _save(m, base / "llama")
+    m = save_model(base / "llama", T.LlamaForCausalLM,
+                   T.LlamaConfig(vocab_size=512, hidden_size=N_EMBD, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=N_POS),
+                   seed=11)
     refs["llama"] = Ref(str(base / "llama"), "llama", to_f32(m.get_input_embeddings().weight), None,
                         tied=False, wte_key="model.embed_tokens.weight",
                         facts={"lm_head": to_f32(m.lm_head.weight)})
-    torch.manual_seed(12)
-    m = T.GPTNeoXForCausalLM(T.GPTNeoXConfig(vocab_size=512, hidden_size=N_EMBD, intermediate_size=32,
-                                             num_hidden_layers=1, num_attention_heads=2,
-                                             max_position_embeddings=N_POS))
-    _save(m, base / "pythia")
+    m = save_model(base / "pythia", T.GPTNeoXForCausalLM,
+                   T.GPTNeoXConfig(vocab_size=512, hidden_size=N_EMBD, intermediate_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, max_position_embeddings=N_POS), seed=12)
     refs["pythia"] = Ref(str(base / "pythia"), "gpt_neox", to_f32(m.get_input_embeddings().weight), None,
                          tied=False, wte_key="gpt_neox.embed_in.weight")
-    torch.manual_seed(13)
-    m = T.BloomForCausalLM(T.BloomConfig(vocab_size=512, hidden_size=N_EMBD, n_layer=1, n_head=2))
-    _save(m, base / "bloom")
+    m = save_model(base / "bloom", T.BloomForCausalLM,
+                   T.BloomConfig(vocab_size=512, hidden_size=N_EMBD, n_layer=1, n_head=2), seed=13)
     ln = m.transformer.word_embeddings_layernorm
     refs["bloom"] = Ref(str(base / "bloom"), "bloom", to_f32(m.get_input_embeddings().weight), None,
                         tied=True, wte_key="transformer.word_embeddings.weight",

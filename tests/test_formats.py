@@ -724,3 +724,60 @@ def test_nanochat_optimizer_files_are_never_opened(nanochat, tmp_path, clean_hom
     emb = load(str(folder))
     assert emb.files == [str(folder / "model_000200.pt")]
     assert np.array_equal(emb.wte.to_float32(), f32(nanochat["models"][200].transformer.wte.weight))
+
+
+# --- the API's words for its arguments, the CLI's for its options ---------------------------------
+
+def test_api_errors_name_the_arguments_the_cli_its_options(llmc, nanochat, state_dicts, tmp_path, clean_home):
+    import embscope
+    from embscope.cli.main import cli_message
+    from embscope.errors import EmbscopeError
+
+    log, src, tok = llmc["root"] / "log124M", llmc["root"] / "gpt2_124M.bin", llmc["root"] / "gpt2_tokenizer.bin"
+    folder, dp = nanochat["folder"], state_dicts[0] / "dp.pt"
+    not_steps = " is not a folder of training steps (nanochat model_NNNNNN.pt or llm.c model_NNNNNNNN.bin files)"
+    cases = [  # (arguments of embscope.load, the API's message, the CLI's message)
+        ((str(log),), {"step": 300}, f"step=300: {log} has no llm.c snapshot of step 300 (steps: 100, 200)",
+         f"checkpoint step 300: {log} has no llm.c snapshot of step 300 (steps: 100, 200)"),
+        ((str(folder),), {"step": 150}, f"step=150: {folder} has no nanochat model of step 150 (steps: 100, 200)",
+         f"checkpoint step 150: {folder} has no nanochat model of step 150 (steps: 100, 200)"),
+        ((str(src),), {"step": 5}, f"step=5: {src}{not_steps}", f"checkpoint step 5: {src}{not_steps}"),
+        ((str(tok),), {}, f"{tok}: an llm.c tokenizer file, not a model (pass it with tokenizer=)",
+         f"{tok}: an llm.c tokenizer file, not a model (pass it with --tokenizer)"),
+        ((str(dp),), {"wte_key": "nope"}, "wte_key: no tensor named 'nope' in the checkpoint",
+         "--wte-key: no tensor named 'nope' in the checkpoint"),
+        ((str(dp),), {"wpe_key": "nope"}, "wpe_key: no tensor named 'nope' in the checkpoint",
+         "--wpe-key: no tensor named 'nope' in the checkpoint"),
+    ]
+    for args, kwargs, api, cli in cases:
+        with pytest.raises(EmbscopeError) as e:
+            embscope.load(*args, **kwargs)
+        assert (str(e.value), cli_message(e.value)) == (api, cli)
+
+
+def test_no_token_embeddings_name_the_argument_or_the_option(tmp_path, capsys):
+    import embscope
+    from embscope.errors import EmbscopeError
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"encoder.proj.weight": np.ones((4, 3), dtype=np.float32)}, str(path))
+    looked = ("wte.weight, embeddings.word_embeddings.weight, decoder.embed_tokens.weight, embed_tokens.weight,"
+              " embed_in.weight, word_embeddings.weight, tok_embeddings.weight, embed.weight")
+    with pytest.raises(EmbscopeError) as e:
+        embscope.load(str(path))
+    assert str(e.value) == f"no token embedding tensor found (looked for {looked}); name it with wte_key="
+    code, out, err = run(["info", "-m", str(path)], capsys)
+    assert (code, out, err) == (1, "", f"embscope: error: no token embedding tensor found (looked for {looked});"
+                                       " name it with --wte-key\n")
+
+
+def test_guessed_tensor_names_in_the_api_notes(cases):
+    import embscope
+
+    case = cases["distill"]
+    prefix = case.wte_key[: -len("transformer.wte.weight")]
+    assert embscope.load(case.spec).emb.notes == [
+        f"note: token embeddings from '{case.wte_key}', position embeddings from '{prefix}transformer.wpe.weight'"
+        " (found by name; also found 'teacher.transformer.wte.weight'; wte_key=/wpe_key= name others)"]
+    assert embscope.load(case.spec, wte_key=case.wte_key).emb.notes == []

@@ -21,6 +21,7 @@ from embscope.errors import EmbscopeError
 from embscope.io import hub_cache
 from embscope.io.hub import tokenizer_files
 from embscope.model import load
+from tests.conftest import GPT2_VOCAB, N_EMBD, N_POS
 from tests.hub_server import HubServer, Repo
 
 # One commit per repo (org/gpt2 has two: main, and an older fp16 one tagged v1).
@@ -488,12 +489,11 @@ def test_a_full_copy_without_tokenizer_lists_once(hub):
 
 # --- a progress bar, on a terminal only --------------------------------------------------------------
 
-def test_progress_bar_on_a_terminal(hub):
-    hub.delay = 0.02  # about a second for wte
+def _stderr_on_a_terminal(argv: list[str]) -> tuple[int, str, str]:
+    """Run `argv` with stderr on a pseudo-terminal: (exit status, stdout, what the terminal saw)."""
     env = {k: v for k, v in os.environ.items() if k != "EMBSCOPE_MODEL"}
     master, slave = pty.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "embscope", "neighbors", "king", "-m", "org/gpt2", "-f", "tsv"],
-                         stdout=subprocess.PIPE, stderr=slave, env=env)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
     chunks = []
     while True:
@@ -506,10 +506,30 @@ def test_progress_bar_on_a_terminal(hub):
         chunks.append(data)
     out, _ = p.communicate(timeout=60)
     os.close(master)
-    err = b"".join(chunks).decode(errors="replace")
-    assert p.returncode == 0
+    return p.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal(hub):
+    hub.delay = 0.02  # about a second for wte
+    code, out, err = _stderr_on_a_terminal(
+        [sys.executable, "-m", "embscope", "neighbors", "king", "-m", "org/gpt2", "-f", "tsv"])
+    assert code == 0
     assert "org/gpt2: 2 tensors" in err and "/s" in err  # description, rate
-    assert out.decode().startswith("rank\tid\ttoken\tscore\n")
+    assert out.startswith("rank\tid\ttoken\tscore\n")
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_api_shows_a_progress_bar_only_when_asked(hub, progress):
+    """embscope.load does not look at the terminal: no bar by default, even on one."""
+    hub.delay = 0.02
+    script = (f"import embscope; m = embscope.load('org/gpt2', progress={progress});"
+              " print(m.wte.shape, m.wpe.shape)")
+    code, out, err = _stderr_on_a_terminal([sys.executable, "-c", script])
+    assert (code, out) == (0, f"({GPT2_VOCAB}, {N_EMBD}) ({N_POS}, {N_EMBD})\n")
+    if progress:
+        assert "org/gpt2: 2 tensors" in err and "/s" in err
+    else:
+        assert err == ""
 
 
 # --- embscope cache --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embscope.cli.main import cli_message
 from embscope.errors import EmbscopeError
 from embscope.model import load
 
@@ -320,7 +321,8 @@ def test_unknown_override_names(hf_models, nanogpt_ckpts, name, option):
     flag = "--" + option.replace("_", "-")
     with pytest.raises(EmbscopeError) as e:
         load(path, **{option: "transformer.nope.weight"})
-    assert str(e.value) == f"{flag}: no tensor named 'transformer.nope.weight' in the checkpoint"
+    assert str(e.value) == f"{option}: no tensor named 'transformer.nope.weight' in the checkpoint"
+    assert cli_message(e.value) == f"{flag}: no tensor named 'transformer.nope.weight' in the checkpoint"
 
 
 def test_override_that_is_not_a_matrix(hf_models):

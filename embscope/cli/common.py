@@ -53,10 +53,10 @@ class ModelSource:
         from embscope.api import load
 
         m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer,
-                 meta=self.meta, step=self.checkpoint_step)
+                 meta=self.meta, step=self.checkpoint_step, progress=env.stderr_isatty)
         emb = m.emb
-        for message in emb.notes:
-            env.note(message)
+        if emb.guessed:
+            env.note(emb.guessed.note("--wte-key/--wpe-key"))
         env.debug_note(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
                        f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
         return m

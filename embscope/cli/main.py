@@ -64,14 +64,21 @@ def _click_exceptions():
     return ClickException, UsageError
 
 
+# How the CLI names the arguments of embscope.load in its messages.
+_OPTION_WORDS = {"wte_key": "--wte-key", "wpe_key": "--wpe-key", "tokenizer": "--tokenizer",
+                 "step": "checkpoint step "}
+
+
 def cli_message(e) -> str:
-    """An error's message in the CLI's words: the core names its arguments (metric 'dot'), the
-    CLI its options (--metric dot)."""
-    from embscope.errors import ScoreOverflowError
+    """An error's message in the CLI's words: the core names its arguments (metric 'dot',
+    wte_key=), the CLI its options (--metric dot, --wte-key)."""
+    from embscope.errors import ArgumentError, ScoreOverflowError
 
     if isinstance(e, ScoreOverflowError):
         return (f"--metric {e.metric}: vectors this long (norms up to {e.longest:.3g}) overflow float32"
                 " scores; use --metric cosine")
+    if isinstance(e, ArgumentError):
+        return e.worded(_OPTION_WORDS[e.argument])
     return str(e)
 
 

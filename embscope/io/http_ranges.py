@@ -11,7 +11,6 @@ middle of a range is resumed from the byte where it stopped, a few times at most
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -272,16 +271,16 @@ def _bars_disabled() -> bool:
 
 class Progress:
     """A progress bar (bytes, rate) on stderr for a transfer of `total` bytes; it appears only
-    when stderr is a terminal, HF_HUB_DISABLE_PROGRESS_BARS is not set, and the transfer is still
-    going after PROGRESS_AFTER seconds."""
+    when the caller asks (`show`: the CLI when stderr is a terminal), HF_HUB_DISABLE_PROGRESS_BARS
+    is not set, and the transfer is still going after PROGRESS_AFTER seconds."""
 
-    def __init__(self, description: str, total: int):
+    def __init__(self, description: str, total: int, show: bool):
         self._description, self._total = description, total
         self._done = 0
         self._lock = threading.Lock()
         self._bar = None
         self._timer = None
-        if sys.stderr.isatty() and not _bars_disabled():
+        if show and not _bars_disabled():
             self._timer = threading.Timer(PROGRESS_AFTER, self._show)
             self._timer.daemon = True
             self._timer.start()

@@ -71,10 +71,11 @@ def _mib(n: int) -> str:
 class HubRepo:
     """A hub model `org/name@revision`: where its files are, and how to get the ones needed."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, progress: bool = False):
         self.repo_id, _, revision = spec.partition("@")
         self.revision = revision or None
         self.spec = spec
+        self.progress = progress  # progress bars on stderr for downloads of weights
         self.commit: str | None = None  # resolved, once known
         self.files: dict[str, int | None] | None = None  # the repo's files and sizes, once listed
         self._listed = False
@@ -162,7 +163,7 @@ class HubRepo:
             for f in futures:
                 f.result()
         if manifest is None:
-            return None, self.download(name, progress=True)
+            return None, self.download(name, progress=self.progress)
         manifest["config"] = read_json_object(self.fetch("config.json"))  # kept: the layout depends on it
         cache.save_manifest(manifest)
         return self._reader(self.commit, manifest, remotes), None

@@ -305,7 +305,7 @@ class HubReader(Reader):
             size = (self.repo.files or {}).get(name) or 0
             say(f"{_host()} does not serve byte ranges: downloading all of {name} ({_mib(size)}) instead")
             self._remotes[name] = None
-            self.repo.download(name, progress=True)
+            self.repo.download(name, progress=self.repo.progress)
             self._locals.pop(name, None)
 
     def _extract(self, plans: list[Plan]) -> None:
@@ -313,7 +313,7 @@ class HubReader(Reader):
         from embscope.io.http_ranges import Progress
         repo = self.repo
         total = sum(p.end - p.start for p in plans)
-        progress = Progress(f"{repo.spec}: {len(plans)} tensor{'s' * (len(plans) > 1)}", total)
+        progress = Progress(f"{repo.spec}: {len(plans)} tensor{'s' * (len(plans) > 1)}", total, repo.progress)
         try:
             _write_nested(plans, [cache.tensor_path(repo.repo_id, repo.commit, p.key) for p in plans],
                           [self._origin(p.key) for p in plans], [], [], progress)

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from embscope.errors import EmbscopeError
+from embscope.errors import EmbscopeError, TokenizerFileError
 from embscope.formats import Format
 from embscope.io.dtypes import RAW_DTYPES, itemsize
 from embscope.io.matrix import Matrix
@@ -97,7 +97,7 @@ class LlmcReader(Reader):
         raw = np.fromfile(self.path, dtype="<i4", count=HEADER_INTS)
         kind = int(raw[0])
         if kind == TOKENIZER_MAGIC:
-            raise EmbscopeError(f"{self.path}: an llm.c tokenizer file, not a model (pass it with --tokenizer)")
+            raise TokenizerFileError(self.path)
         if kind == STATE_MAGIC:
             raise EmbscopeError(f"{self.path}: an llm.c training state (optimizer and data position), not"
                                 " model weights: use the model_NNNNNNNN.bin of the same step")

@@ -65,8 +65,9 @@ def _open_local(spec: str, step: int | None):
     return None
 
 
-def open_reader(spec: str, step: int | None = None):
-    """(reader, directory of the model or None, fetch function for sibling files)."""
+def open_reader(spec: str, step: int | None = None, progress: bool = False):
+    """(reader, directory of the model or None, fetch function for sibling files). `progress`:
+    progress bars on stderr while weights come from the Hub."""
     if os.path.exists(spec) and not os.path.isdir(spec):
         require_regular(spec)
     local = _open_local(spec, step)
@@ -83,7 +84,7 @@ def open_reader(spec: str, step: int | None = None):
         fetch = local_fetch(spec)
         repo_files = WEIGHT_FILES
     elif looks_like_hub_id(spec):
-        repo = HubRepo(spec)
+        repo = HubRepo(spec, progress)
         reader, path = repo.open([f for f in WEIGHT_FILES if f != "ckpt.pt"])
         if reader is not None:  # only the embedding tensors: by HTTP range, or from embscope's cache
             return reader, repo.directory, repo.fetch

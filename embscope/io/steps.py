@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from embscope.errors import UsageError
+from embscope.errors import StepError
 
 
 def steps_in(folder: str, pattern: re.Pattern) -> dict[int, str]:
@@ -25,20 +25,18 @@ def steps_in(folder: str, pattern: re.Pattern) -> dict[int, str]:
 
 
 def choose(steps: dict[int, str], step: int | None, folder: str, what: str) -> int:
-    """The step asked for (--step N), else the last one."""
+    """The step asked for (`step`), else the last one."""
     if step is None:
         return max(steps)
     if step not in steps:
         shown = ", ".join(str(s) for s in sorted(steps)[-10:])
-        raise UsageError(f"checkpoint step {step}: {folder} has no {what} of step {step} (steps: {shown})")
+        raise StepError(step, f"{folder} has no {what} of step {step} (steps: {shown})")
     return step
 
 
 def no_steps(step: int | None, spec: str) -> None:
-    """--step (--checkpoint-step) names a training step: refuse it for a model that is not a folder of steps."""
+    """`step` names a training step: refuse it for a model that is not a folder of steps."""
     if step is not None:
-        raise UsageError(
-            f"checkpoint step {step}: {spec} is not a folder of training steps (nanochat model_NNNNNN.pt"
-            " or llm.c model_NNNNNNNN.bin files)"
-        )
+        raise StepError(step, f"{spec} is not a folder of training steps (nanochat model_NNNNNN.pt"
+                              " or llm.c model_NNNNNNNN.bin files)")
 

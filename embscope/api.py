@@ -7,6 +7,7 @@ arguments where the CLI names its options).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -71,9 +72,10 @@ class Model:
 
         return Info(self.name, tuple(describe(self.emb)))
 
-    @property
+    @functools.cached_property
     def wte(self) -> np.ndarray:
-        """(V, d) float32 token embeddings: memory-mapped when stored as float32, else converted."""
+        """(V, d) float32 token embeddings: memory-mapped when stored as float32, else converted
+        (once: the array is kept)."""
         m = self.emb.wte
         return m.raw if m.raw.dtype == np.float32 else m.to_float32()
 
@@ -152,7 +154,7 @@ class Model:
         start, stop, step = rows.indices(self.n_tokens)
         if step != 1 or start >= stop:
             raise EmbscopeError(f"rows {start}:{stop}: need a non-empty range of tokens with step 1")
-        for ids, found in knn_blocks(self.emb.wte, self.index, k, metric, start, stop):
+        for ids, found in knn_blocks(self.index, k, metric, start, stop):
             nbr = np.full((len(ids), k), -1, dtype=np.int64)
             scores = np.full((len(ids), k), np.nan, dtype=np.float32)
             for j, (n, s) in enumerate(found):

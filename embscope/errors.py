@@ -101,10 +101,10 @@ class TokenizerFileError(ArgumentError):
         return f"{self.path}: an llm.c tokenizer file, not a model (pass it with {name})"
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), or its type's name."""
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (at most `limit` characters), or its type's name."""
     lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else type(e).__name__
+    return lines[0][:limit] if lines else type(e).__name__
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> EmbscopeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from safetensors import safe_open
 
 from embscope.model import default_model_dir
@@ -74,3 +75,10 @@ def test_a_nan_query_in_a_batch_names_its_line(capsys, monkeypatch, tmp_path):
     assert (code, out) == (1, "")
     assert err.endswith("embscope: error: stdin line 2: the query vector holds NaN or Inf"
                         " (its token rows are not finite)\n")
+
+
+@pytest.mark.parametrize("command", [["neighbors", "king"], ["info"], ["positions"], ["norms"], ["embed", "hi"]])
+def test_a_bad_format_is_refused_before_the_model_is_read(capsys, command):
+    """`-f xml` is a usage error even when the model could not be read (or would take a download)."""
+    code, out, err = run([*command, "-f", "xml", "-m", "/no/such/model"], capsys)
+    assert (code, out, err) == (2, "", "embscope: error: unknown format 'xml' (choose from table, tsv, csv, json, jsonl)\n")

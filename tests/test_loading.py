@@ -470,3 +470,25 @@ def test_strided_tensor_in_a_torch_archive(tmp_path):
     assert np.array_equal(emb.wte.to_float32(), wte.numpy())
     assert np.array_equal(emb.wpe.to_float32(), wpe.numpy())
     assert np.array_equal(emb.wte.take([3, 99, 0]), wte.numpy()[[3, 99, 0]])
+
+
+@pytest.mark.parametrize("revision", ["../../../../../../../../../dev/zero", "../refs/main", "main/../../x"])
+def test_a_hub_revision_never_leaves_the_repo_folder(hub_cache, capsys, revision):
+    """`org/name@<path>` is a revision name, never a path: /dev/zero is not read (that would
+    never end), and the answer is the usual one line."""
+    from tests.helpers import run
+
+    code, out, err = run(["info", "-m", f"org/name@{revision}"], capsys)
+    assert (code, out) == (1, "")
+    assert err == (f"embscope: error: org/name@{revision}: not a local path, and not in the Hugging Face"
+                   " cache (the hub is offline or unreachable)\n")
+
+
+def test_a_hub_ref_with_a_slash_still_resolves(hub_cache):
+    """refs/pr/1 style revisions are files below refs/ in the HF cache: still found."""
+    from tests.conftest import REV_MAIN
+
+    ref = hub_cache / "models--org--name" / "refs" / "refs" / "pr" / "1"
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(REV_MAIN)
+    assert load("org/name@refs/pr/1").files[0].endswith(f"snapshots/{REV_MAIN}/model.safetensors")

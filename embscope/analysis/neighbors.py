@@ -8,7 +8,6 @@ import numpy as np
 
 from embscope.analysis.similarity import QUERY_CHUNK, Index, analogy_vector, cosmul_scores
 from embscope.analysis.topk import topk_rows
-from embscope.io.matrix import Matrix
 from embscope.queries import Query, term_vector
 
 
@@ -44,7 +43,7 @@ def answer(emb, index: Index, qs: list[Query], k: int, metric: str = "cosine",
     return [results[n] for n in range(len(qs))]
 
 
-def knn_blocks(wte: Matrix, index: Index, k: int, metric: str, start: int, stop: int
+def knn_blocks(index: Index, k: int, metric: str, start: int, stop: int
                ) -> Iterator[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]]:
     """The k nearest other tokens of every token in [start, stop), QUERY_CHUNK tokens at a time:
     yields (token ids (b,), [(neighbour ids (k,), scores (k,)) per token]). Rows holding NaN or
@@ -57,6 +56,6 @@ def knn_blocks(wte: Matrix, index: Index, k: int, metric: str, start: int, stop:
         ids = np.arange(a, b)
         if len(bad):
             ids = ids[~np.isin(ids, bad)]
-        block = wte.rows(a, b) if len(ids) == b - a else wte.take(ids)  # (b, d)
+        block = index.matrix.rows(a, b) if len(ids) == b - a else index.matrix.take(ids)  # (b, d)
         found = [(n, s) for _, n, s in index.nearest(np.asarray(block), k, metric, [[int(i)] for i in ids])]
         yield ids, found

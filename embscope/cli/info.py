@@ -13,8 +13,9 @@ def info(
     format: FormatOpt = None,
 ):
     """Model source and format, tensors used, sizes, dtype, tokenizer, bytes read."""
+    writer = env.writer(format)  # a bad -f is a usage error before the model is read
     facts = source.load(env).info()
-    out = env.writer(format).start(["field", "value"], title=f"embscope info: {facts.name}")
+    out = writer.start(["field", "value"], title=f"embscope info: {facts.name}")
     for row in facts.to_records():
         out.write(row)
     out.close()

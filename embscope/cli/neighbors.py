@@ -41,20 +41,21 @@ def neighbors(
         raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
+    writer = env.writer(format)  # a bad -f is a usage error before the model is read
     m = source.load(env)
     if top > m.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
     if all_tokens:
         start, stop = parse_range(rows, m.n_tokens, option="--rows")
         warn_bad_rows(env, m.index.bad_rows(), "left out")
-        return _all(env, m, top, metric, format, start, stop)
+        return _all(env, m, top, metric, writer, start, stop)
     if query == ["-"]:
-        return _batch(env, m, top, metric, exact, include_query, cosmul, format)
+        return _batch(env, m, top, metric, exact, include_query, cosmul, writer)
     q = m.query(query, exact)
     found = m.answer([q], top, metric=metric, include_query=include_query, cosmul=cosmul)[0]  # errors before output
     warn_bad_rows(env, m.index.bad_rows(), "left out")  # after: a query that is a NaN row is one error line
     _describe(env, m, q)
-    out = env.writer(format).start(["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
+    out = writer.start(["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
     out.write_rows((n.rank, n.id, n.token, n.score) for n in found)
     out.close()
 
@@ -66,7 +67,7 @@ def _describe(env: Environment, m, q) -> None:
             env.note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
 
 
-def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, format):
+def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, writer):
     from embscope.display import escape
     from embscope.errors import EmbscopeError
 
@@ -85,7 +86,7 @@ def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, forma
         raise EmbscopeError("no queries on stdin")
     answers = m.answer(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)  # errors before output
     warn_bad_rows(env, m.index.bad_rows(), "left out")
-    out = env.writer(format).start(["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
+    out = writer.start(["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
     for q, found in zip(qs, answers):
         text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls
         out.write_rows([(text, rank, i, t, s) for rank, (i, t, s)
@@ -93,9 +94,9 @@ def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, forma
     out.close()
 
 
-def _all(env: Environment, m, top, metric, format, first, last):
+def _all(env: Environment, m, top, metric, writer, first, last):
     """Every token's (in [first, last)) k nearest tokens, streamed block by block."""
-    out = env.writer(format).start(["id", "token", "rank", "neighbor_id", "neighbor", "score"])
+    out = writer.start(["id", "token", "rank", "neighbor_id", "neighbor", "score"])
     labels = [m.token(i) for i in range(m.n_tokens)]
     total = last - first - sum(first <= i < last for i in m.index.bad_rows().tolist())  # NaN/Inf rows: left out
     with env.progress(total, "k-NN graph") as advance:

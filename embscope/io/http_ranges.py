@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from embscope.errors import first_line
+
 CONNECT_TIMEOUT = 1.25  # seconds to open a connection: an unreachable Hub fails fast
 CONNECT_TIMEOUT_ENV = "EMBSCOPE_HUB_CONNECT_TIMEOUT"  # for links slower than that
 CHUNK = 8 << 20  # bytes per range request when a tensor is fetched in parallel
@@ -171,14 +173,9 @@ def _fetch_one(f: RemoteFile, start: int, end: int, sink, stop: threading.Event,
             return
         tries = 0 if at[0] - before >= RESUME_MIN else tries + 1
         if tries >= ATTEMPTS:
-            why = _reason(error) if error is not None else "the server sent fewer bytes than asked for"
+            why = first_line(error, 160) if error is not None else "the server sent fewer bytes than asked for"
             raise TransferFailed(f"{f.label}: {why}")
         time.sleep(0.1 * tries)
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:160] if text else type(e).__name__
 
 
 def fetch_ranges(jobs, progress: Progress | None) -> None:
@@ -253,6 +250,7 @@ class RangeFile:
             end = self.size
         else:
             end = min(self.size, max(end, start + AHEAD))
+        self.error = None
         try:
             self._buf_start, self._buf = start, self.remote.read(start, end)
         except BaseException as e:

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-from embscope.errors import EmbscopeError
+from embscope.errors import EmbscopeError, first_line
 from embscope.io import hub_cache as cache
 from embscope.io import shard_index
 from embscope.io.small_files import read_json_object
@@ -266,7 +266,7 @@ class HubRepo:
             return EmbscopeError(f"{spec}: not a local path, and not in the Hugging Face cache {UNREACHABLE}")
         if isinstance(e, network_errors()):
             return EmbscopeError(f"{spec}: not a local path, and not in the Hugging Face cache"
-                                 f" ({_host()} is unreachable: {_reason(e)})")
+                                 f" ({_host()} is unreachable: {first_line(e, 160)})")
         if isinstance(e, NoRanges):  # ranges served for the header, then not for the tensors
             return EmbscopeError(f"{spec}: {_host()} stopped serving byte ranges ({e}); run again")
         if isinstance(e, TransferFailed):
@@ -275,13 +275,9 @@ class HubRepo:
             return EmbscopeError(f"{spec}: {_host()} answered HTTP {e.response.status_code}"
                                  + (f" for {name}" if name else ""))
         if isinstance(e, OSError):
-            return EmbscopeError(f"{spec}: {e.strerror or _reason(e)}")
-        raise e
-
-
-def _reason(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:160] if lines else type(e).__name__
+            return EmbscopeError(f"{spec}: {e.strerror or first_line(e, 160)}")
+        return EmbscopeError(f"{spec}: could not read {name or 'the repository'} from {_host()}"
+                             f" ({type(e).__name__}: {first_line(e, 160)})")
 
 
 def _host() -> str:

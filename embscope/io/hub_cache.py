@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote
 
 from embscope.errors import EmbscopeError
 from embscope.formats import Format
+from embscope.io.small_files import read_small
 
 LIBRARY = "embscope"
 MANIFEST = "manifest.json"
@@ -100,16 +101,27 @@ def hf_snapshot(repo_id: str, commit: str) -> str:
     return os.path.join(c.HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"), "snapshots", commit)
 
 
+def _one_name(name: str) -> bool:
+    """A commit: one folder name."""
+    return name not in ("", ".", "..") and "/" not in name and os.sep not in name
+
+
+def _inside(revision: str) -> bool:
+    """A revision that names a file below refs/ (`main`, `refs/pr/1`), never a way out of it."""
+    return all(_one_name(part) for part in revision.split("/"))
+
+
 def hf_commit(repo_id: str, revision: str) -> str | None:
     """The snapshot folder the HF cache keeps `revision` in, as try_to_load_from_cache finds it:
     the commit refs/<revision> names, else a snapshot named `revision` itself."""
     repo = os.path.join(_constants().HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"))
+    if not _inside(revision):  # never a path out of the repo's folder (org/name@../../dev/zero)
+        return None
     try:
-        with open(os.path.join(repo, "refs", revision)) as f:
-            revision = f.read().strip()
-    except OSError:
+        revision = read_small(os.path.join(repo, "refs", revision), 1024).decode().strip()
+    except (EmbscopeError, UnicodeDecodeError):
         pass
-    ok = revision not in ("", ".", "..") and "/" not in revision
+    ok = _one_name(revision)
     return revision if ok and os.path.isdir(os.path.join(repo, "snapshots", revision)) else None
 
 

@@ -236,7 +236,7 @@ class HubReader(Reader):
 
     def _local(self, name: str):
         """A full copy of weight file `name` in the HF cache (a shard, or after a fallback)."""
-        if self._locals.get(name) is None:
+        if name not in self._locals:  # a miss is remembered too (until a download pops it)
             from embscope.io.safetensors_file import SafetensorsFile
 
             path = cache.hf_file(self.repo.repo_id, self.repo.commit, name)
@@ -288,8 +288,13 @@ class HubReader(Reader):
         for name, keys in by_file.items():
             if self._remotes.get(name) is None:  # no ranges: a full copy was downloaded instead
                 self._tensors.update({k: self._local(name) for k in keys})
-            else:
+                continue
+            try:  # a torch archive's plan reads the zip entry's local header by range
                 plans += [self._remotes[name].plan(k) for k in keys]
+            except EmbscopeError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the network, as everywhere else: one line
+                raise self.repo.error(e, name) from None
         if plans:
             self._extract(plans)
 

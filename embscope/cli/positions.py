@@ -65,10 +65,10 @@ def positions(
 
 def _by_offset(env: Environment, out, found, output, kind, title: str, value_label: str) -> None:
     """Mean similarity at each offset |i - j|: a table and a line plot, rows, .npy or .png."""
-    offsets, means, pairs = found.by_offset()  # (n,) each
-    offsets = offsets.tolist()
     if kind == "npy":
         return save_npy(env, output, found.by_offset_array())
+    offsets, means, pairs = found.by_offset()  # (n,) each
+    offsets = offsets.tolist()
     if kind == "png":
         from embscope.render.png import save_line_png
 

@@ -106,16 +106,11 @@ class RemoteTorch:
 
 
 def state_dict(archive) -> dict:
-    """The TensorRefs of a torch archive's state dict (or of its 'model' entry)."""
-    from embscope.io.restricted_pickle import TensorRef
+    """The TensorRefs of a torch archive's state dict, found as for a local file (a plain state
+    dict, or a nanoGPT / Lightning checkpoint's); its training facts are not needed here."""
+    from embscope.io.training_checkpoints import identify
 
-    tree = archive.tree
-    state = tree["model"] if isinstance(tree, dict) and isinstance(tree.get("model"), dict) else tree
-    refs = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, TensorRef)} \
-        if isinstance(state, dict) else {}
-    if not refs:
-        raise EmbscopeError(f"{archive.path}: a torch checkpoint, but not a state dict")
-    return refs
+    return identify(archive.tree, archive.path, lambda value: None).state
 
 
 class LocalTorch:

@@ -15,7 +15,8 @@ import numpy as np
 from embscope.analysis.similarity import METRICS, Index
 from embscope.errors import EmbscopeError
 from embscope.model import Embeddings
-from embscope.results import Embedding, Info, KnnBlock, Neighbors, NormOutliers, Norms, PositionSimilarity
+from embscope.results import (Embedding, Glitch, Info, KnnBlock, Neighbors, NormOutliers, Norms,
+                              PositionSimilarity)
 
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
@@ -234,6 +235,74 @@ class Model:
         return NormOutliers(of, (names[0],) * len(far) + (names[1],) * len(near),
                             np.concatenate([np.arange(1, len(far) + 1), np.arange(1, len(near) + 1)]), ids,
                             tuple(self.token(i) for i in ids.tolist()), norms.values(of)[ids], norms.token[ids])
+
+    def glitch(self, *, indicator: str = "cosine_no_pc", unused: Iterable[int] | None = None,
+               threshold: float | None = None, percentile: float = 2.0) -> Glitch:
+        """Under-trained ("glitch") token candidates, the first stage of Land & Bartolo's "Fishing
+        for Magikarp" (2024): each token's category from the tokenizer, and its distance from the
+        mean of tokens known to be unused, measured on the unembedding matrix (load the model with
+        `matrix="output"`; a tied model has one matrix for both). `indicator`: "cosine_no_pc"
+        (cosine distance with the first principal component removed), "cosine" or "l2".
+        `unused`: the known-unused token ids (default: single-byte tokens for bytes never in
+        UTF-8, unreachable tokens, rows past the vocabulary). Candidates: normal tokens at or
+        below `threshold`, by default the `percentile` of the normal tokens' indicator."""
+        from embscope.analysis import glitch as g
+
+        _choice("indicator", indicator, g.INDICATORS)
+        if not 0 <= percentile <= 100:
+            raise EmbscopeError(f"percentile must be between 0 and 100 (got {percentile:g})")
+        if self.tokenizer is None:
+            raise EmbscopeError(f"{self.name}: this model has no tokenizer, and glitch needs one to tell"
+                                " unused and unusable tokens from normal ones")
+        from embscope.token_categories import CATEGORIES, categorize
+
+        cats = categorize(self.tokenizer, self.emb.vocab_rows)
+        known = g.known_unused(cats) if unused is None else g.given_unused(unused, self.emb.vocab_rows)
+        if known.ids.size == 0:
+            raise g.UnusedTokensError(
+                "no known-unused tokens to compare with: the tokenizer has no single-byte tokens for bytes"
+                " that never occur in UTF-8 (0xC0, 0xC1, 0xF5-0xFF) and no unreachable tokens, and the"
+                " matrix no rows past its vocabulary; name tokens training never saw")
+        found = g.indicators(self.wte, known.ids)
+        values = found.values[indicator]
+        if threshold is None:
+            threshold, pct = g.threshold_at(values, cats.codes, percentile), percentile
+        else:
+            pct = None
+        return Glitch(self.name, self._matrix_name(), indicator, np.asarray(CATEGORIES, dtype=object)[cats.codes],
+                      cats.unreachable, found.values, found.norms, found.unused, known.given, known.parts,
+                      float(threshold), pct, found.explained, found.component.steps,
+                      self._glitch_candidates(cats, found, indicator, threshold), tuple(self._glitch_notes()),
+                      self.token)
+
+    def _glitch_candidates(self, cats, found, indicator: str, threshold: float):
+        from embscope.analysis.glitch import candidates
+        from embscope.results import IN_OTHER_SHOWN, GlitchCandidates
+        from embscope.token_categories import CATEGORIES, SPECIAL, containing
+
+        ids = candidates(found.values[indicator], cats.codes, threshold)  # (k,)
+        eligible = cats.codes[:len(cats.token_bytes)] != SPECIAL
+        inside = containing(cats.token_bytes, ids, eligible)
+        return GlitchCandidates(indicator, ids, tuple(self.token(i) for i in ids.tolist()),
+                                found.values[indicator][ids], tuple(CATEGORIES[c] for c in cats.codes[ids]),
+                                found.norms[ids], tuple(inside),
+                                tuple(tuple(self.token(j) for j in o[:IN_OTHER_SHOWN].tolist()) for o in inside))
+
+    def _matrix_name(self) -> str:
+        """The tensor `wte` holds, for people: "(tied)" when it is the input and output embedding."""
+        e = self.emb
+        if self.matrix == "output" and e.head_key and not e.tied:
+            return e.head_key
+        return e.layout.wte_key + (" (tied)" if e.tied else "")
+
+    def _glitch_notes(self) -> list[str]:
+        if self.matrix == "input" and self.emb.tied is not True:
+            return ["note: computed on the input embedding; the method asks for the output embedding"
+                    " (the LM head), which this model keeps apart: load it with matrix='output'"
+                    if self.emb.tied is False else
+                    "note: computed on the input embedding; the method asks for the output embedding (the"
+                    " LM head), and whether this model ties the two is not known"]
+        return []
 
     def encode(self, text: str, *, bos: bool = False) -> list[int]:
         """The token ids the model sees for `text` (special tokens only with `bos`)."""

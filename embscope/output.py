@@ -184,7 +184,7 @@ class TableWriter(Writer):
     spaces, the title as plain text (it may hold the user's query, never Rich markup)."""
 
     name = "table"
-    TOKEN_COLUMNS = ("token", "neighbor")
+    TOKEN_COLUMNS = ("token", "neighbor", "in_other_tokens")
 
     def __init__(self, stream: TextIO, console: Callable[[], Any]):
         super().__init__(stream)

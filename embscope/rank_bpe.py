@@ -53,6 +53,9 @@ class RankBPETokenizer(Tokenizer):
     def token_bytes(self, token_id: int) -> bytes:
         return self._bytes.get(token_id, b"")
 
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(self._special.values())
+
     def _encode_ordinary(self, text: str) -> list[int]:
         ids: list[int] = []
         for piece in self._split(text):

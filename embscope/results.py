@@ -242,3 +242,96 @@ class Info(_Records):
 
     def to_records(self) -> list[dict]:
         return [{"field": f, "value": v} for f, v in self.facts]
+
+
+IN_OTHER_SHOWN = 3  # longer tokens named in a candidate's `in_other_tokens` (the ids: all of them)
+
+
+@dataclass(frozen=True, eq=False)
+class GlitchCandidates(_Records):
+    """Under-trained token candidates: normal tokens at or below the threshold, lowest first
+    (ties by id), with the longer tokens that contain each (shortest first, ties by id)."""
+
+    indicator: str  # which indicator ranked them
+    ids: np.ndarray  # (k,) token ids
+    tokens: tuple[str, ...]  # (k,) printable token labels
+    values: np.ndarray  # (k,) float64 the indicator
+    categories: tuple[str, ...]  # (k,)
+    norms: np.ndarray  # (k,) float64 L2 norms of the rows
+    in_other_ids: tuple[np.ndarray, ...]  # (k,) ids of the longer tokens holding each token's bytes
+    in_other_labels: tuple[tuple[str, ...], ...]  # (k,) labels of the first IN_OTHER_SHOWN of them
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def in_other_text(self, j: int) -> str:
+        """The `in_other_tokens` cell of row j: the first labels, and how many more."""
+        more = len(self.in_other_ids[j]) - len(self.in_other_labels[j])
+        return ", ".join(self.in_other_labels[j]) + (f", … +{more}" if more > 0 else "")
+
+    def to_records(self) -> list[dict]:
+        return [{"rank": j + 1, "id": i, "token": t, "indicator": v, "category": c, "norm": n,
+                 "in_other_tokens": self.in_other_text(j)}
+                for j, (i, t, v, c, n) in enumerate(zip(self.ids.tolist(), self.tokens, self.values.tolist(),
+                                                        self.categories, self.norms.tolist()))]
+
+
+@dataclass(frozen=True, eq=False)
+class Glitch(_Records):
+    """`Model.glitch()`: every row's category and indicators, the known-unused set they were
+    measured against, the threshold and the candidates below it. `to_records()` gives a record
+    per row of the matrix; `candidates.to_records()` the candidates."""
+
+    name: str
+    matrix: str  # the tensor the indicators were computed on, "(tied)" when it is also the input one
+    indicator: str  # the indicator that ranks (one of `values`)
+    categories: np.ndarray  # (V,) category names, embscope.token_categories.CATEGORIES
+    unreachable: np.ndarray  # (V,) bool: the token's text does not encode as that token
+    values: dict[str, np.ndarray]  # indicator name -> (V,) float64, NaN on rows that are not finite
+    norms: np.ndarray  # (V,) float64 L2 norms of the rows
+    unused: np.ndarray  # (u,) the known-unused rows whose mean vector is the reference
+    unused_given: bool  # named by the caller (else found from the tokenizer and the matrix)
+    unused_parts: dict[str, int]  # the default set: how many rows from each source
+    threshold: float
+    percentile: float | None  # the percentile of the normal tokens the threshold is, None when given
+    explained: float  # the fraction of the variance along the first principal component
+    pc_steps: int  # matrix passes the first principal component took
+    candidates: GlitchCandidates
+    notes: tuple[str, ...]
+    label: object  # id -> printable token label (Model.token)
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Category -> (rows, rows at or below the threshold), for the categories present."""
+        from embscope.token_categories import CATEGORIES
+
+        below = self.values[self.indicator] <= self.threshold  # (V,)
+        out = {}
+        for name in CATEGORIES:
+            mine = self.categories == name
+            if mine.any():
+                out[name] = (int(mine.sum()), int((mine & below).sum()))
+        return out
+
+    def stats(self) -> dict[str, Stats]:
+        """Statistics of each indicator over the rows where it is finite."""
+        return {name: stats(v) for name, v in self.values.items()}
+
+    def nonfinite(self) -> np.ndarray:
+        """Ids of the rows holding NaN or Inf (no indicator)."""
+        return np.flatnonzero(~np.isfinite(self.norms))
+
+    def rows(self):
+        """A tuple per row of the matrix: id, token, category, the ranking indicator, the three
+        indicators, norm (what `glitch --all` prints)."""
+        from embscope.analysis.glitch import INDICATORS
+
+        columns = [self.categories.tolist(), self.values[self.indicator].tolist(),
+                   *(self.values[name].tolist() for name in INDICATORS), self.norms.tolist()]
+        for i, row in enumerate(zip(*columns)):
+            yield (i, self.label(i), *row)
+
+    def to_records(self) -> list[dict]:
+        from embscope.analysis.glitch import INDICATORS
+
+        names = ["id", "token", "category", "indicator", *INDICATORS, "norm"]
+        return [dict(zip(names, row)) for row in self.rows()]

@@ -61,6 +61,14 @@ class Tokenizer:
         """The token's exact content (bytes: a byte-level token may be part of a UTF-8 char)."""
         raise NotImplementedError
 
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` of each text (tokenizers that can, do them all in one native call)."""
+        return [self.encode(t) for t in texts]
+
+    def special_ids(self) -> frozenset[int]:
+        """The ids of the tokenizer's special tokens (end of text, padding, unknown...)."""
+        return frozenset()
+
     def single_token(self, text: str) -> int | None:
         ids = self.encode(text)
         return ids[0] if len(ids) == 1 else None
@@ -104,6 +112,16 @@ class HFTokenizer(Tokenizer):
         except Exception as e:  # noqa: BLE001 - a broken tokenizer.json fails only here ("Unk token
             # `x` not found in the vocabulary"), as a bare Exception
             raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({first_line(e)})") from None
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        try:
+            return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        except Exception as e:  # noqa: BLE001 - as in encode
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode its own tokens ({first_line(e)})") from None
+
+    def special_ids(self) -> frozenset[int]:
+        ids = {self._tok.token_to_id(t) for t in self._special} | {self.unk_id}
+        return frozenset(i for i in ids if i is not None)
 
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._tok.id_to_token(token_id)
@@ -165,6 +183,16 @@ class TransformersTokenizer(Tokenizer):
                 return list(self._tok(text, add_special_tokens=False)["input_ids"])
         except Exception as e:  # noqa: BLE001 - any failure inside transformers
             raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({first_line(e)})") from None
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        try:
+            with native_call():
+                return [list(ids) for ids in self._tok(texts, add_special_tokens=False)["input_ids"]]
+        except Exception as e:  # noqa: BLE001 - any failure inside transformers
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode its own tokens ({first_line(e)})") from None
+
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(self._tok.all_special_ids)
 
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._tok.convert_ids_to_tokens(token_id) or ""

@@ -42,13 +42,14 @@ def _global(
 
 
 def _register() -> None:
-    from embscope.cli import cache, embed, info, neighbors, norms, positions
+    from embscope.cli import cache, embed, glitch, info, neighbors, norms, positions
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
     app.command("positions")(positions.positions)
     app.command("norms")(norms.norms)
     app.command("embed")(embed.embed)
+    app.command("glitch")(glitch.glitch)
     app.add_typer(cache.app, name="cache")
 
 
@@ -66,7 +67,7 @@ def _click_exceptions():
 
 # How the CLI names the arguments of embscope.load in its messages.
 _OPTION_WORDS = {"wte_key": "--wte-key", "wpe_key": "--wpe-key", "tokenizer": "--tokenizer",
-                 "step": "checkpoint step "}
+                 "step": "checkpoint step ", "unused": "--unused"}
 
 
 def cli_message(e) -> str:

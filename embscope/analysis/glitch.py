@@ -1,0 +1,143 @@
+"""Under-trained ("glitch") token candidates from one matrix, the first stage of Land & Bartolo,
+"Fishing for Magikarp: Automatically Detecting Under-trained Tokens in Large Language Models"
+(2024; github.com/cohere-ai/magikarp).
+
+Tokens that training never showed keep the vectors they started with, and in the unembedding
+(output) matrix those all drift the same way: every softmax pushes the logits of absent tokens
+down alike. So the mean of tokens known to be unused is a reference point, and a token whose
+vector points the same way is likely under-trained. The main indicator removes the matrix's first
+principal component first (a direction every row shares, which would otherwise dominate every
+cosine) and takes the cosine distance to that mean; the raw cosine distance and the euclidean
+(L2) distance to the mean are the variants. Low = close to the unused tokens = suspect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embscope.analysis.principal_component import BLOCK, PrincipalComponent, first_component
+from embscope.errors import ArgumentError, EmbscopeError
+from embscope.token_categories import NORMAL, NOT_UTF8, PADDING, TokenCategories
+
+INDICATORS = ("cosine_no_pc", "cosine", "l2")  # the first is the main one
+PERCENTILE = 2.0  # default threshold: this percentile of the normal tokens' indicator (as magikarp)
+COSINE_FLOOR = 1e-6  # |x| |m| below this counts as this (magikarp's clip: zero rows score 1)
+
+
+class UnusedTokensError(ArgumentError):
+    """The known-unused tokens (`unused`) cannot be used: `problem` says why."""
+
+    argument = "unused"
+
+    def __init__(self, problem: str):
+        self.problem = problem
+        super().__init__("unused=")
+
+    def worded(self, name: str) -> str:
+        return f"{name}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class KnownUnused:
+    """The tokens whose mean vector stands for "never trained"."""
+
+    ids: np.ndarray  # (u,) sorted
+    given: bool  # named by the caller, not found from the tokenizer
+    parts: dict[str, int]  # default set: how many came from each source (see `known_unused`)
+
+
+def known_unused(categories: TokenCategories) -> KnownUnused:
+    """The default set: single-byte tokens for bytes that never occur in UTF-8 (0xC0, 0xC1,
+    0xF5-0xFF), tokens the tokenizer can never produce (unreachable, single bytes among them),
+    and matrix rows past the tokenizer's vocabulary (padding)."""
+    codes = categories.codes
+    parts = {"byte-not-utf8": codes == NOT_UTF8, "unreachable": categories.unreachable & (codes != NOT_UTF8),
+             "padding": codes == PADDING}
+    ids = np.flatnonzero(np.logical_or.reduce(list(parts.values())))
+    return KnownUnused(ids, False, {k: int(v.sum()) for k, v in parts.items()})
+
+
+def given_unused(ids, rows: int) -> KnownUnused:
+    """The caller's set, checked against the matrix's `rows`."""
+    ids = np.unique(np.asarray(list(ids), dtype=np.int64))
+    if ids.size == 0:
+        raise UnusedTokensError("no token ids given")
+    out = ids[(ids < 0) | (ids >= rows)]
+    if out.size:
+        raise UnusedTokensError(f"token id #{out[0]} is out of range (the matrix has {rows} rows)")
+    return KnownUnused(ids, True, {})
+
+
+@dataclass(frozen=True)
+class Indicators:
+    values: dict[str, np.ndarray]  # name -> (V,) float64; NaN on rows that are not finite
+    norms: np.ndarray  # (V,) float64 L2 norm of each row
+    component: PrincipalComponent  # the first principal component removed
+    explained: float  # the fraction of the variance along it
+    unused: np.ndarray  # the known-unused rows whose mean was taken (finite ones only)
+
+
+def indicators(x: np.ndarray, unused: np.ndarray) -> Indicators:
+    """Every row's distance from the mean of the `unused` rows of x (V, d): cosine distance after
+    removing the first principal component (of all finite rows), cosine distance, L2 distance."""
+    norms = _row_norms(x)  # (V,)
+    ok = np.isfinite(norms)
+    used = unused[ok[unused]]
+    if used.size == 0:
+        raise EmbscopeError("every known-unused row holds NaN or Inf: there is no mean to compare with")
+    pc = first_component(x, None if ok.all() else ok)
+    p = pc.vector  # (d,)
+    rows = x[used].astype(np.float64)  # (u, d)
+    mean = rows.mean(axis=0)  # (d,)
+    mean_no_pc = (rows - np.outer(rows @ p, p)).mean(axis=0)  # (d,)
+    values = _distances(x, p, mean, mean_no_pc)
+    for v in values.values():
+        v[~ok] = np.nan
+    total = float(np.sum(norms[ok] ** 2) - ok.sum() * (pc.mean @ pc.mean))  # n * trace of the covariance
+    return Indicators(values, norms, pc, pc.variance * ok.sum() / total if total > 0 else float("nan"), used)
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    out = np.empty(x.shape[0])
+    for a in range(0, x.shape[0], BLOCK):
+        with np.errstate(invalid="ignore", over="ignore"):
+            block = x[a:a + BLOCK].astype(np.float64)
+            out[a:a + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return out
+
+
+def _distances(x: np.ndarray, p: np.ndarray, mean: np.ndarray, mean_no_pc: np.ndarray) -> dict[str, np.ndarray]:
+    """The three indicators of every row, block by block in float64: for a row x with s = x.p,
+    x without the component is x - s p, its dot with mean_no_pc (which is orthogonal to p) is
+    x.mean_no_pc - s p.mean_no_pc, and its squared length |x|^2 - s^2."""
+    n = x.shape[0]
+    out = {name: np.empty(n) for name in INDICATORS}
+    refs = np.stack([p, mean, mean_no_pc], axis=1)  # (d, 3)
+    m_len, m0_len, p_m0 = np.linalg.norm(mean), np.linalg.norm(mean_no_pc), p @ mean_no_pc
+    for a in range(0, n, BLOCK):
+        with np.errstate(invalid="ignore", over="ignore"):
+            block = x[a:a + BLOCK].astype(np.float64)  # (b, d)
+            s, dot, dot0 = (block @ refs).T  # (b,) each
+            sq = np.einsum("ij,ij->i", block, block)  # (b,)
+            b = slice(a, a + len(block))
+            out["cosine"][b] = 1 - dot / np.maximum(np.sqrt(sq) * m_len, COSINE_FLOOR)
+            no_pc_len = np.sqrt(np.maximum(sq - s * s, 0))
+            out["cosine_no_pc"][b] = 1 - (dot0 - s * p_m0) / np.maximum(no_pc_len * m0_len, COSINE_FLOOR)
+            out["l2"][b] = np.sqrt(np.maximum(sq - 2 * dot + mean @ mean, 0))
+    return out
+
+
+def threshold_at(values: np.ndarray, codes: np.ndarray, percentile: float) -> float:
+    """The `percentile` of the indicator over the normal tokens (finite values only)."""
+    v = values[(codes == NORMAL) & np.isfinite(values)]
+    if v.size == 0:
+        raise EmbscopeError("no normal token has a finite indicator: there is no threshold to take")
+    return float(np.percentile(v, percentile))
+
+
+def candidates(values: np.ndarray, codes: np.ndarray, threshold: float) -> np.ndarray:
+    """Ids of the normal tokens at or below `threshold`, lowest first, ties by id."""
+    ids = np.flatnonzero((codes == NORMAL) & (values <= threshold))
+    return ids[np.lexsort((ids, values[ids]))]

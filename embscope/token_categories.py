@@ -1,0 +1,140 @@
+"""What the tokenizer alone says about each token: special, a single byte, a piece of a UTF-8
+character, unreachable, or normal (Land & Bartolo 2024, "Fishing for Magikarp", section 3.1).
+
+- special: the tokenizer's special tokens (end of text, padding, unknown...).
+- byte-*: tokens of exactly one byte (GPT-2's 256 byte tokens, SentencePiece's `<0xNN>`, a
+  character-level vocabulary's ASCII characters), by what the byte can be in UTF-8 text:
+  byte-ascii (0x00-0x7F), byte-continuation (0x80-0xBF), byte-lead (0xC2-0xF4) and
+  byte-not-utf8 (0xC0, 0xC1, 0xF5-0xFF: never in any UTF-8 text, so never seen in training
+  on UTF-8 text).
+- partial-utf8: longer tokens whose bytes are not valid UTF-8 on their own (a character's first
+  bytes, its last bytes, or such pieces joined).
+- unreachable: tokens whose text, encoded by the tokenizer, is not that one token (the encoder
+  always prefers other tokens), so training text never held them.
+- normal: every other token: the ones whose embeddings training should have moved.
+- padding: rows of the matrix past the tokenizer's vocabulary.
+
+A single-byte token can be unreachable too (SentencePiece's `<0x41>` when "A" is a piece of
+its own): `TokenCategories.unreachable` marks those as well, for the known-unused set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embscope.tokenizer import Tokenizer
+
+CATEGORIES = ("special", "byte-ascii", "byte-continuation", "byte-lead", "byte-not-utf8", "partial-utf8",
+              "unreachable", "normal", "padding")
+SPECIAL, ASCII, CONTINUATION, LEAD, NOT_UTF8, PARTIAL, UNREACHABLE, NORMAL, PADDING = range(len(CATEGORIES))
+NOT_UTF8_BYTES = (0xC0, 0xC1, *range(0xF5, 0x100))  # bytes no UTF-8 text holds
+# Texts the tokenizer encodes with a word-start space of its own ("hello" as "▁hello") are tried
+# behind one of these first, so that a word-inner piece is found where it occurs (as magikarp does).
+PREFIXES = ("«", "»")
+
+
+def byte_category(b: int) -> int:
+    """The category of a one-byte token holding byte `b`."""
+    if b < 0x80:
+        return ASCII
+    if b < 0xC0:
+        return CONTINUATION
+    return NOT_UTF8 if b in NOT_UTF8_BYTES else LEAD
+
+
+@dataclass(frozen=True)
+class TokenCategories:
+    codes: np.ndarray  # (V,) int8: index into CATEGORIES of every row of the matrix
+    unreachable: np.ndarray  # (V,) bool: decodable, not special, does not encode back to itself
+    token_bytes: tuple[bytes, ...]  # (n_tokens,) each token's bytes
+
+    def names(self) -> np.ndarray:
+        """(V,) the category name of every row."""
+        return np.asarray(CATEGORIES, dtype=object)[self.codes]
+
+    def ids(self, *categories: int) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.codes, categories))
+
+    def counts(self) -> dict[str, int]:
+        """Rows in each category, in CATEGORIES order (all of them, zeros included)."""
+        found = np.bincount(self.codes, minlength=len(CATEGORIES))
+        return {name: int(n) for name, n in zip(CATEGORIES, found)}
+
+
+def categorize(tokenizer: Tokenizer, rows: int) -> TokenCategories:
+    """The category of each of `rows` matrix rows: the tokenizer's ids first, then padding."""
+    n = tokenizer.vocab_size
+    pieces = tuple(tokenizer.token_bytes(i) for i in range(n))
+    codes = np.full(rows, PADDING, dtype=np.int8)
+    codes[:n] = NORMAL
+    special = np.zeros(rows, dtype=bool)
+    special[[i for i in tokenizer.special_ids() if 0 <= i < n]] = True
+    texts: dict[int, str] = {}  # decodable, not special: to be encoded again
+    for i, b in enumerate(pieces):
+        if len(b) == 1:  # before special: a byte-fallback <0xNN> may be listed as special
+            codes[i] = byte_category(b[0])
+        elif special[i]:
+            codes[i] = SPECIAL
+            continue
+        try:
+            texts[i] = b.decode("utf-8")
+        except UnicodeDecodeError:
+            if len(b) > 1:
+                codes[i] = PARTIAL
+    unreachable = np.zeros(rows, dtype=bool)
+    unreachable[_unreachable(tokenizer, texts)] = True
+    codes[unreachable & (codes == NORMAL)] = UNREACHABLE
+    return TokenCategories(codes, unreachable, pieces)
+
+
+def _unreachable(tokenizer: Tokenizer, texts: dict[int, str]) -> list[int]:
+    """The ids whose text does not encode as that one id, even behind a prefix token when the
+    tokenizer adds a word-start space (its encoding of "test" starts with one)."""
+    ids = list(texts)
+    encoded = tokenizer.encode_batch([texts[i] for i in ids])
+    missed = [i for i, e in zip(ids, encoded) if e != [i]]
+    first = tokenizer.encode("test")
+    if missed and first and tokenizer.token_bytes(first[0]).startswith(b" "):
+        for prefix in PREFIXES:
+            missed = _missed_behind(tokenizer, prefix, missed, texts)
+    return missed
+
+
+def _missed_behind(tokenizer: Tokenizer, prefix: str, ids: list[int], texts: dict[int, str]) -> list[int]:
+    """The ids whose text, written after `prefix`, does not encode as prefix's tokens and that id."""
+    head = tokenizer.encode(prefix)
+    if not ids or not head:
+        return ids
+    encoded = tokenizer.encode_batch([prefix + texts[i] for i in ids])
+    return [i for i, e in zip(ids, encoded) if e != head + [i]]
+
+
+def containing(pieces: tuple[bytes, ...], ids: np.ndarray, eligible: np.ndarray) -> list[np.ndarray]:
+    """For each id in `ids`, the longer tokens whose bytes contain its bytes (among those where
+    `eligible` (n,) is True), shortest first, ties by id: magikarp's "in other tokens", which
+    explains most finds (" InstoreAndOnline" lives inside "BuyableInstoreAndOnline")."""
+    blob = b"".join(pieces)
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))  # (n,)
+    ends = np.cumsum(lengths)  # (n,) end offset of each token in the blob
+    out = []
+    for i in ids.tolist():
+        needle = pieces[i]
+        starts = np.array(_starts(blob, needle) if needle else [], dtype=np.int64)  # (m,)
+        owner = np.searchsorted(ends, starts, side="right")  # (m,) the token each match starts in
+        inside = starts + len(needle) <= ends[np.minimum(owner, len(ends) - 1)]
+        found = np.unique(owner[inside])
+        found = found[(lengths[found] > len(needle)) & eligible[found]]
+        out.append(found[np.lexsort((found, lengths[found]))])
+    return out
+
+
+def _starts(blob: bytes, needle: bytes) -> list[int]:
+    """Every offset where `needle` starts in `blob`, overlapping ones too: a match across two
+    tokens must not hide one inside a token."""
+    found, at = [], blob.find(needle)
+    while at >= 0:
+        found.append(at)
+        at = blob.find(needle, at + 1)
+    return found

@@ -236,13 +236,13 @@ class Model:
                             np.concatenate([np.arange(1, len(far) + 1), np.arange(1, len(near) + 1)]), ids,
                             tuple(self.token(i) for i in ids.tolist()), norms.values(of)[ids], norms.token[ids])
 
-    def glitch(self, *, indicator: str = "cosine_no_pc", unused: Iterable[int] | None = None,
+    def glitch(self, *, indicator: str = "cosine", unused: Iterable[int] | None = None,
                threshold: float | None = None, percentile: float = 2.0) -> Glitch:
         """Under-trained ("glitch") token candidates, the first stage of Land & Bartolo's "Fishing
         for Magikarp" (2024): each token's category from the tokenizer, and its distance from the
         mean of tokens known to be unused, measured on the unembedding matrix (load the model with
-        `matrix="output"`; a tied model has one matrix for both). `indicator`: "cosine_no_pc"
-        (cosine distance with the first principal component removed), "cosine" or "l2".
+        `matrix="output"`; a tied model has one matrix for both). `indicator`: "cosine" (cosine
+        distance), "cosine_no_pc" (the same with the first principal component removed) or "l2".
         `unused`: the known-unused token ids (default: single-byte tokens for bytes never in
         UTF-8, unreachable tokens, rows past the vocabulary). Candidates: normal tokens at or
         below `threshold`, by default the `percentile` of the normal tokens' indicator."""

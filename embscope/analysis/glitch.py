@@ -5,10 +5,11 @@
 Tokens that training never showed keep the vectors they started with, and in the unembedding
 (output) matrix those all drift the same way: every softmax pushes the logits of absent tokens
 down alike. So the mean of tokens known to be unused is a reference point, and a token whose
-vector points the same way is likely under-trained. The main indicator removes the matrix's first
-principal component first (a direction every row shares, which would otherwise dominate every
-cosine) and takes the cosine distance to that mean; the raw cosine distance and the euclidean
-(L2) distance to the mean are the variants. Low = close to the unused tokens = suspect.
+vector points the same way is likely under-trained. Three indicators, low = close to the unused
+tokens = suspect: the cosine distance to that mean (the default, as magikarp's reports rank
+tokens), the same after removing the matrix's first principal component from every row and from
+the mean (against a direction all rows share, which can dominate every cosine; where the untrained
+rows' drift is itself that direction, it removes the signal), and the euclidean (L2) distance.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from embscope.analysis.principal_component import BLOCK, PrincipalComponent, fir
 from embscope.errors import ArgumentError, EmbscopeError
 from embscope.token_categories import NORMAL, NOT_UTF8, PADDING, TokenCategories
 
-INDICATORS = ("cosine_no_pc", "cosine", "l2")  # the first is the main one
+INDICATORS = ("cosine", "cosine_no_pc", "l2")  # the first is the default
 PERCENTILE = 2.0  # default threshold: this percentile of the normal tokens' indicator (as magikarp)
 COSINE_FLOOR = 1e-6  # |x| |m| below this counts as this (magikarp's clip: zero rows score 1)
 

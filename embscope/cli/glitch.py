@@ -24,8 +24,8 @@ SOURCES = {"byte-not-utf8": "single-byte tokens for bytes never in UTF-8 (0xC0, 
 def glitch(
     source: ModelSource,
     env: Environment,
-    indicator: Annotated[str, typer.Option("--indicator", help="cosine_no_pc (cosine distance without the first"
-                                           " principal component), cosine or l2.")] = "cosine_no_pc",
+    indicator: Annotated[str, typer.Option("--indicator", help="cosine (cosine distance), cosine_no_pc (the same"
+                                           " without the first principal component) or l2.")] = "cosine",
     unused: Annotated[Optional[str], typer.Option("--unused", metavar="IDS|A:B", help="Tokens known to be unused,"
                                                   " e.g. 177:188 or 124,125,177:188. Default: single-byte tokens for"
                                                   " bytes never in UTF-8, unreachable tokens, padding rows.")] = None,

@@ -259,10 +259,7 @@ class Model:
         cats = categorize(self.tokenizer, self.emb.vocab_rows)
         known = g.known_unused(cats) if unused is None else g.given_unused(unused, self.emb.vocab_rows)
         if known.ids.size == 0:
-            raise g.UnusedTokensError(
-                "no known-unused tokens to compare with: the tokenizer has no single-byte tokens for bytes"
-                " that never occur in UTF-8 (0xC0, 0xC1, 0xF5-0xFF) and no unreachable tokens, and the"
-                " matrix no rows past its vocabulary; name tokens training never saw")
+            raise g.NoUnusedTokensError()
         found = g.indicators(self.wte, known.ids)
         values = found.values[indicator]
         if threshold is None:
@@ -272,8 +269,8 @@ class Model:
         return Glitch(self.name, self._matrix_name(), indicator, np.asarray(CATEGORIES, dtype=object)[cats.codes],
                       cats.unreachable, found.values, found.norms, found.unused, known.given, known.parts,
                       float(threshold), pct, found.explained, found.component.steps,
-                      self._glitch_candidates(cats, found, indicator, threshold), tuple(self._glitch_notes()),
-                      self.token)
+                      self._glitch_candidates(cats, found, indicator, threshold),
+                      tuple(self._glitch_notes(cats.codes)), self.token)
 
     def _glitch_candidates(self, cats, found, indicator: str, threshold: float):
         from embscope.analysis.glitch import candidates
@@ -295,14 +292,20 @@ class Model:
             return e.head_key
         return e.layout.wte_key + (" (tied)" if e.tied else "")
 
-    def _glitch_notes(self) -> list[str]:
+    def _glitch_notes(self, codes: np.ndarray) -> list[str]:
+        from embscope.token_categories import NORMAL
+
+        notes = []
         if self.matrix == "input" and self.emb.tied is not True:
-            return ["note: computed on the input embedding; the method asks for the output embedding"
-                    " (the LM head), which this model keeps apart: load it with matrix='output'"
-                    if self.emb.tied is False else
-                    "note: computed on the input embedding; the method asks for the output embedding (the"
-                    " LM head), and whether this model ties the two is not known"]
-        return []
+            notes.append("note: computed on the input embedding; the method asks for the output embedding"
+                         " (the LM head), which this model keeps apart: load it with matrix='output'"
+                         if self.emb.tied is False else
+                         "note: computed on the input embedding; the method asks for the output embedding (the"
+                         " LM head), and whether this model ties the two is not known")
+        if not (codes == NORMAL).any():
+            notes.append("note: no token is of the normal category (each is special, a single byte, partial"
+                         " UTF-8 or unreachable), so none is a candidate")
+        return notes
 
     def encode(self, text: str, *, bos: bool = False) -> list[int]:
         """The token ids the model sees for `text` (special tokens only with `bos`)."""

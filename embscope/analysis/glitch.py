@@ -28,7 +28,7 @@ COSINE_FLOOR = 1e-6  # |x| |m| below this counts as this (magikarp's clip: zero 
 
 
 class UnusedTokensError(ArgumentError):
-    """The known-unused tokens (`unused`) cannot be used: `problem` says why."""
+    """The known-unused tokens given (`unused`) cannot be used: `problem` says why."""
 
     argument = "unused"
 
@@ -38,6 +38,20 @@ class UnusedTokensError(ArgumentError):
 
     def worded(self, name: str) -> str:
         return f"{name}: {self.problem}"
+
+
+class NoUnusedTokensError(ArgumentError):
+    """The tokenizer and the matrix show no token that is surely unused, and `unused` named none."""
+
+    argument = "unused"
+
+    def __init__(self):
+        super().__init__("unused=")
+
+    def worded(self, name: str) -> str:
+        return ("no known-unused tokens to compare with: the tokenizer has no single-byte tokens for bytes that"
+                " never occur in UTF-8 (0xC0, 0xC1, 0xF5-0xFF) and no unreachable tokens, and the matrix no rows"
+                f" past its vocabulary; name tokens training never saw with {name}")
 
 
 @dataclass(frozen=True)
@@ -131,11 +145,10 @@ def _distances(x: np.ndarray, p: np.ndarray, mean: np.ndarray, mean_no_pc: np.nd
 
 
 def threshold_at(values: np.ndarray, codes: np.ndarray, percentile: float) -> float:
-    """The `percentile` of the indicator over the normal tokens (finite values only)."""
+    """The `percentile` of the indicator over the normal tokens (finite values only); NaN when
+    there is none (a character-level vocabulary: every token is a single byte)."""
     v = values[(codes == NORMAL) & np.isfinite(values)]
-    if v.size == 0:
-        raise EmbscopeError("no normal token has a finite indicator: there is no threshold to take")
-    return float(np.percentile(v, percentile))
+    return float(np.percentile(v, percentile)) if v.size else float("nan")
 
 
 def candidates(values: np.ndarray, codes: np.ndarray, threshold: float) -> np.ndarray:

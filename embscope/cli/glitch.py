@@ -98,7 +98,7 @@ def unused_text(found) -> str:
     if found.unused_given:
         return f"known unused: {n} rows given with --unused"
     parts = [f"{count} {SOURCES[name]}" for name, count in found.unused_parts.items() if count]
-    return f"known unused: {n} rows ({', '.join(parts)})"
+    return f"known unused: {n} rows: {', '.join(parts)}"
 
 
 def threshold_text(found) -> str:
@@ -115,7 +115,7 @@ def _summary(env: Environment, out, found, m) -> None:
     lines = [f"{found.name}: {found.matrix}, {m.emb.vocab_rows} x {m.emb.dim}", unused_text(found),
              f"first principal component: {found.explained:.1%} of the variance"]
     for line in lines:
-        env.console.print(Text(sanitize(line)))
+        env.console.print(Text(sanitize(line)), soft_wrap=True)
     out.start(["category", "rows", "below_threshold"])
     out.write_rows((name, rows, below) for name, (rows, below) in found.counts().items())
     out.close()
@@ -123,7 +123,7 @@ def _summary(env: Environment, out, found, m) -> None:
     for name, s in found.stats().items():
         out.write({"indicator": name, **s.as_dict()})
     out.close()
-    env.console.print(Text(threshold_text(found)))
+    env.console.print(Text(threshold_text(found)), soft_wrap=True)
 
 
 def _candidates(out, found, top: int | None) -> None:

@@ -246,66 +246,16 @@ class Model:
         `unused`: the known-unused token ids (default: single-byte tokens for bytes never in
         UTF-8, unreachable tokens, rows past the vocabulary). Candidates: normal tokens at or
         below `threshold`, by default the `percentile` of the normal tokens' indicator."""
-        from embscope.analysis import glitch as g
+        from embscope.analysis.glitch import INDICATORS
+        from embscope.glitch import glitch
 
-        _choice("indicator", indicator, g.INDICATORS)
+        _choice("indicator", indicator, INDICATORS)
         if not 0 <= percentile <= 100:
             raise EmbscopeError(f"percentile must be between 0 and 100 (got {percentile:g})")
         if self.tokenizer is None:
             raise EmbscopeError(f"{self.name}: this model has no tokenizer, and glitch needs one to tell"
                                 " unused and unusable tokens from normal ones")
-        from embscope.token_categories import CATEGORIES, categorize
-
-        cats = categorize(self.tokenizer, self.emb.vocab_rows)
-        known = g.known_unused(cats) if unused is None else g.given_unused(unused, self.emb.vocab_rows)
-        if known.ids.size == 0:
-            raise g.NoUnusedTokensError()
-        found = g.indicators(self.wte, known.ids)
-        values = found.values[indicator]
-        if threshold is None:
-            threshold, pct = g.threshold_at(values, cats.codes, percentile), percentile
-        else:
-            pct = None
-        return Glitch(self.name, self._matrix_name(), indicator, np.asarray(CATEGORIES, dtype=object)[cats.codes],
-                      cats.unreachable, found.values, found.norms, found.unused, known.given, known.parts,
-                      float(threshold), pct, found.explained, found.component.steps,
-                      self._glitch_candidates(cats, found, indicator, threshold),
-                      tuple(self._glitch_notes(cats.codes)), self.token)
-
-    def _glitch_candidates(self, cats, found, indicator: str, threshold: float):
-        from embscope.analysis.glitch import candidates
-        from embscope.results import IN_OTHER_SHOWN, GlitchCandidates
-        from embscope.token_categories import CATEGORIES, SPECIAL, containing
-
-        ids = candidates(found.values[indicator], cats.codes, threshold)  # (k,)
-        eligible = cats.codes[:len(cats.token_bytes)] != SPECIAL
-        inside = containing(cats.token_bytes, ids, eligible)
-        return GlitchCandidates(indicator, ids, tuple(self.token(i) for i in ids.tolist()),
-                                found.values[indicator][ids], tuple(CATEGORIES[c] for c in cats.codes[ids]),
-                                found.norms[ids], tuple(inside),
-                                tuple(tuple(self.token(j) for j in o[:IN_OTHER_SHOWN].tolist()) for o in inside))
-
-    def _matrix_name(self) -> str:
-        """The tensor `wte` holds, for people: "(tied)" when it is the input and output embedding."""
-        e = self.emb
-        if self.matrix == "output" and e.head_key and not e.tied:
-            return e.head_key
-        return e.layout.wte_key + (" (tied)" if e.tied else "")
-
-    def _glitch_notes(self, codes: np.ndarray) -> list[str]:
-        from embscope.token_categories import NORMAL
-
-        notes = []
-        if self.matrix == "input" and self.emb.tied is not True:
-            notes.append("note: computed on the input embedding; the method asks for the output embedding"
-                         " (the LM head), which this model keeps apart: load it with matrix='output'"
-                         if self.emb.tied is False else
-                         "note: computed on the input embedding; the method asks for the output embedding (the"
-                         " LM head), and whether this model ties the two is not known")
-        if not (codes == NORMAL).any():
-            notes.append("note: no token is of the normal category (each is special, a single byte, partial"
-                         " UTF-8 or unreachable), so none is a candidate")
-        return notes
+        return glitch(self, indicator, unused, threshold, percentile)
 
     def encode(self, text: str, *, bos: bool = False) -> list[int]:
         """The token ids the model sees for `text` (special tokens only with `bos`)."""

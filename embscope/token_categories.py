@@ -66,7 +66,7 @@ class TokenCategories:
 def categorize(tokenizer: Tokenizer, rows: int) -> TokenCategories:
     """The category of each of `rows` matrix rows: the tokenizer's ids first, then padding."""
     n = tokenizer.vocab_size
-    pieces = tuple(tokenizer.token_bytes(i) for i in range(n))
+    pieces = tuple(tokenizer.all_token_bytes())
     codes = np.full(rows, PADDING, dtype=np.int8)
     codes[:n] = NORMAL
     special = np.zeros(rows, dtype=bool)
@@ -111,30 +111,73 @@ def _missed_behind(tokenizer: Tokenizer, prefix: str, ids: list[int], texts: dic
     return [i for i, e in zip(ids, encoded) if e != head + [i]]
 
 
+PACKED = 8  # needles up to this many bytes are found by exact 64-bit keys of every window, in numpy
+
+
 def containing(pieces: tuple[bytes, ...], ids: np.ndarray, eligible: np.ndarray) -> list[np.ndarray]:
     """For each id in `ids`, the longer tokens whose bytes contain its bytes (among those where
     `eligible` (n,) is True), shortest first, ties by id: magikarp's "in other tokens", which
-    explains most finds (" InstoreAndOnline" lives inside "BuyableInstoreAndOnline")."""
-    blob = b"".join(pieces)
+    explains most finds (" InstoreAndOnline" lives inside "BuyableInstoreAndOnline").
+
+    The tokens are joined longest first, so a token of L bytes is looked for only where longer
+    tokens are. Needles of up to 8 bytes: every window of that length packed into one uint64
+    and matched at once; longer ones (found in the few long tokens): bytes.find."""
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))  # (n,)
-    ends = np.cumsum(lengths)  # (n,) end offset of each token in the blob
+    order = np.lexsort((np.arange(len(pieces)), -lengths))  # longest first
+    blob = b"".join(pieces[i] for i in order.tolist())
+    ends = np.cumsum(lengths[order])  # (n,) end offset of each token in the blob
+    longer = np.searchsorted(-lengths[order], -np.arange(lengths.max(initial=0) + 2), side="left")  # L -> tokens > L
+    stops = np.concatenate([[0], ends])[longer]  # L -> where the tokens longer than L end in the blob
+    needles = [pieces[i] for i in ids.tolist()]
+    starts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(needles)
+    by_length: dict[int, list[int]] = {}
+    for j, needle in enumerate(needles):
+        if 0 < len(needle) <= PACKED:
+            by_length.setdefault(len(needle), []).append(j)
+        elif needle:
+            starts[j] = np.array(_starts(blob, needle, int(stops[len(needle)])), dtype=np.int64)
+    data = np.frombuffer(blob, dtype=np.uint8)
+    for size, js in by_length.items():
+        for j, found in zip(js, _packed_starts(data[:stops[size]], [needles[j] for j in js], size)):
+            starts[j] = found
     out = []
-    for i in ids.tolist():
-        needle = pieces[i]
-        starts = np.array(_starts(blob, needle) if needle else [], dtype=np.int64)  # (m,)
-        owner = np.searchsorted(ends, starts, side="right")  # (m,) the token each match starts in
-        inside = starts + len(needle) <= ends[np.minimum(owner, len(ends) - 1)]
-        found = np.unique(owner[inside])
-        found = found[(lengths[found] > len(needle)) & eligible[found]]
+    for needle, at in zip(needles, starts):
+        owner = np.searchsorted(ends, at, side="right")  # (m,) position in `order` of each match's token
+        inside = at + len(needle) <= ends[np.minimum(owner, len(ends) - 1)]
+        found = order[np.unique(owner[inside])]
+        found = found[eligible[found]]
         out.append(found[np.lexsort((found, lengths[found]))])
     return out
 
 
-def _starts(blob: bytes, needle: bytes) -> list[int]:
-    """Every offset where `needle` starts in `blob`, overlapping ones too: a match across two
-    tokens must not hide one inside a token."""
-    found, at = [], blob.find(needle)
+def _packed(data: np.ndarray, size: int) -> np.ndarray:
+    """(len(data) - size + 1,) uint64: the `size` bytes starting at each offset, as one number."""
+    n = len(data) - size + 1
+    key = np.zeros(max(n, 0), dtype=np.uint64)
+    for k in range(size):
+        key |= data[k:k + n].astype(np.uint64) << np.uint64(8 * k)
+    return key
+
+
+def _packed_starts(data: np.ndarray, needles: list[bytes], size: int) -> list[np.ndarray]:
+    """Every offset in `data` where each needle (all `size` bytes long) starts."""
+    keys = _packed(data, size)  # (w,)
+    wanted = np.array([int.from_bytes(nd, "little") for nd in needles], dtype=np.uint64)  # (k,)
+    unique, inverse = np.unique(wanted, return_inverse=True)  # (u,), (k,)
+    at = np.minimum(np.searchsorted(unique, keys), len(unique) - 1)  # (w,) the needle each window could be
+    hits = np.flatnonzero(unique[at] == keys)  # (m,) offsets where some needle starts
+    which = at[hits]  # (m,) which one (of the unique ones)
+    by_needle = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[by_needle], np.arange(len(unique) + 1))  # (u + 1,)
+    starts = [hits[by_needle[bounds[u]:bounds[u + 1]]].astype(np.int64) for u in range(len(unique))]
+    return [starts[u] for u in inverse.ravel().tolist()]
+
+
+def _starts(blob: bytes, needle: bytes, stop: int) -> list[int]:
+    """Every offset where `needle` starts in blob[:stop], overlapping ones too: a match across
+    two tokens must not hide one inside a token."""
+    found, at = [], blob.find(needle, 0, stop)
     while at >= 0:
         found.append(at)
-        at = blob.find(needle, at + 1)
+        at = blob.find(needle, at + 1, stop)
     return found

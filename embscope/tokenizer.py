@@ -69,6 +69,10 @@ class Tokenizer:
         """The ids of the tokenizer's special tokens (end of text, padding, unknown...)."""
         return frozenset()
 
+    def all_token_bytes(self) -> list[bytes]:
+        """`token_bytes` of every id, 0 .. vocab_size - 1."""
+        return [self.token_bytes(i) for i in range(self.vocab_size)]
+
     def single_token(self, text: str) -> int | None:
         ids = self.encode(text)
         return ids[0] if len(ids) == 1 else None
@@ -124,7 +128,16 @@ class HFTokenizer(Tokenizer):
         return frozenset(i for i in ids if i is not None)
 
     def token_bytes(self, token_id: int) -> bytes:
-        piece = self._tok.id_to_token(token_id)
+        return self._piece_bytes(self._tok.id_to_token(token_id))
+
+    def all_token_bytes(self) -> list[bytes]:
+        pieces: list[str | None] = [None] * self.vocab_size
+        for piece, i in self._tok.get_vocab(with_added_tokens=True).items():
+            if 0 <= i < self.vocab_size:
+                pieces[i] = piece
+        return [self._piece_bytes(p) for p in pieces]
+
+    def _piece_bytes(self, piece: str | None) -> bytes:
         if piece is None:
             return b""
         if self._byte_fallback:  # <0xNN> stands for one byte, even when listed as a special token

@@ -71,7 +71,7 @@ def test_first_component_is_sklearns(source):
     found = first_component(x)
     sin = np.sqrt(max(0.0, 1 - float(found.vector @ ref.components_[0]) ** 2))
     assert sin < 1e-6
-    assert found.converged and found.steps < MAX_STEPS // 2  # a few passes over the matrix
+    assert found.converged and found.steps <= 10 < MAX_STEPS  # a few passes over the matrix
     n = len(x)
     assert found.variance == pytest.approx(ref.explained_variance_[0] * (n - 1) / n, rel=1e-6)
     np.testing.assert_allclose(found.mean, x.astype(np.float64).mean(axis=0), rtol=0, atol=1e-12)

@@ -94,54 +94,83 @@ class Indicators:
     unused: np.ndarray  # the known-unused rows whose mean was taken (finite ones only)
 
 
-def indicators(x: np.ndarray, unused: np.ndarray) -> Indicators:
-    """Every row's distance from the mean of the `unused` rows of x (V, d): cosine distance after
-    removing the first principal component (of all finite rows), cosine distance, L2 distance."""
-    norms = _row_norms(x)  # (V,)
-    ok = np.isfinite(norms)
+@dataclass(frozen=True)
+class Fitted:
+    """What the indicators need of the matrix alone, before the unused set is known."""
+
+    ok: np.ndarray  # (V,) bool: rows holding no NaN or Inf
+    component: PrincipalComponent  # of the finite rows
+
+
+def fit(x: np.ndarray) -> Fitted:
+    """The finite rows of x (V, d) and their first principal component."""
+    ok = _finite_rows(x)  # (V,)
+    return Fitted(ok, first_component(x, None if ok.all() else ok))
+
+
+def indicators(x: np.ndarray, unused: np.ndarray, fitted: Fitted | None = None) -> Indicators:
+    """Every row's distance from the mean of the `unused` rows of x (V, d): cosine distance, the
+    same after removing the first principal component (of all finite rows) from every row and
+    from the mean, L2 distance. `fitted`: `fit(x)`, when already done."""
+    fitted = fitted or fit(x)
+    ok, pc = fitted.ok, fitted.component
     used = unused[ok[unused]]
     if used.size == 0:
         raise EmbscopeError("every known-unused row holds NaN or Inf: there is no mean to compare with")
-    pc = first_component(x, None if ok.all() else ok)
     p = pc.vector  # (d,)
     rows = x[used].astype(np.float64)  # (u, d)
     mean = rows.mean(axis=0)  # (d,)
     mean_no_pc = (rows - np.outer(rows @ p, p)).mean(axis=0)  # (d,)
-    values = _distances(x, p, mean, mean_no_pc)
+    values, norms = _distances(x, p, mean, mean_no_pc)
     for v in values.values():
         v[~ok] = np.nan
     total = float(np.sum(norms[ok] ** 2) - ok.sum() * (pc.mean @ pc.mean))  # n * trace of the covariance
     return Indicators(values, norms, pc, pc.variance * ok.sum() / total if total > 0 else float("nan"), used)
 
 
-def _row_norms(x: np.ndarray) -> np.ndarray:
-    out = np.empty(x.shape[0])
-    for a in range(0, x.shape[0], BLOCK):
-        with np.errstate(invalid="ignore", over="ignore"):
-            block = x[a:a + BLOCK].astype(np.float64)
-            out[a:a + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
-    return out
+WIDE_BLOCK = 1024  # rows per block of the float64 pass (one reused buffer, 6 MiB for d = 768)
 
 
-def _distances(x: np.ndarray, p: np.ndarray, mean: np.ndarray, mean_no_pc: np.ndarray) -> dict[str, np.ndarray]:
-    """The three indicators of every row, block by block in float64: for a row x with s = x.p,
-    x without the component is x - s p, its dot with mean_no_pc (which is orthogonal to p) is
-    x.mean_no_pc - s p.mean_no_pc, and its squared length |x|^2 - s^2."""
+def _float64_blocks(x: np.ndarray):
+    """(start, rows [start, start + b) of x as float64), in one reused (WIDE_BLOCK, d) buffer."""
+    buffer = np.empty((min(WIDE_BLOCK, x.shape[0]), x.shape[1]))
+    for a in range(0, x.shape[0], WIDE_BLOCK):
+        rows = x[a:a + WIDE_BLOCK]
+        block = buffer[:len(rows)]
+        np.copyto(block, rows)
+        yield a, block
+
+
+def _finite_rows(x: np.ndarray) -> np.ndarray:
+    """(V,) bool: the rows holding no NaN or Inf (their float32 length, or float64 where that
+    overflows, is finite)."""
+    from embscope.analysis.norms import lengths
+
+    return np.concatenate([np.isfinite(lengths(x[a:a + WIDE_BLOCK])) for a in range(0, x.shape[0], WIDE_BLOCK)])
+
+
+def _distances(x: np.ndarray, p: np.ndarray, mean: np.ndarray,
+               mean_no_pc: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(the three indicators of every row, its L2 norm), block by block in float64: for a row x
+    with s = x.p, x without the component is x - s p, its dot with mean_no_pc (which is
+    orthogonal to p) is x.mean_no_pc - s p.mean_no_pc, and its squared length |x|^2 - s^2."""
     n = x.shape[0]
     out = {name: np.empty(n) for name in INDICATORS}
-    refs = np.stack([p, mean, mean_no_pc], axis=1)  # (d, 3)
+    norms = np.empty(n)
+    refs = np.stack([p, mean, mean_no_pc])  # (3, d)
     m_len, m0_len, p_m0 = np.linalg.norm(mean), np.linalg.norm(mean_no_pc), p @ mean_no_pc
-    for a in range(0, n, BLOCK):
-        with np.errstate(invalid="ignore", over="ignore"):
-            block = x[a:a + BLOCK].astype(np.float64)  # (b, d)
-            s, dot, dot0 = (block @ refs).T  # (b,) each
+    with np.errstate(invalid="ignore", over="ignore"):
+        for a, block in _float64_blocks(x):  # (b, d)
+            # einsum, not BLAS: a (b, d) x (d, 3) product is a poor fit for its threads
+            s, dot, dot0 = np.einsum("ij,kj->ki", block, refs)  # (b,) each
             sq = np.einsum("ij,ij->i", block, block)  # (b,)
             b = slice(a, a + len(block))
-            out["cosine"][b] = 1 - dot / np.maximum(np.sqrt(sq) * m_len, COSINE_FLOOR)
+            norms[b] = np.sqrt(sq)
+            out["cosine"][b] = 1 - dot / np.maximum(norms[b] * m_len, COSINE_FLOOR)
             no_pc_len = np.sqrt(np.maximum(sq - s * s, 0))
             out["cosine_no_pc"][b] = 1 - (dot0 - s * p_m0) / np.maximum(no_pc_len * m0_len, COSINE_FLOOR)
             out["l2"][b] = np.sqrt(np.maximum(sq - 2 * dot + mean @ mean, 0))
-    return out
+    return out, norms
 
 
 def threshold_at(values: np.ndarray, codes: np.ndarray, percentile: float) -> float:

@@ -16,6 +16,9 @@ import numpy as np
 BLOCK = 512  # rows per block: 512 x 768 float32 (1.5 MiB) stays in cache for its two products
 MAX_STEPS = 32  # matrix passes at most (each step reads the matrix once)
 RESIDUAL = 1e-8  # stop when |C u - lambda u| <= RESIDUAL * lambda for the Ritz pair (lambda, u)
+# ... or, after FLAT_AFTER steps, when the top two Ritz values are within FLAT_GAP of each other:
+# no direction stands out (a matrix never trained), and no number of steps would settle one.
+FLAT_AFTER, FLAT_GAP = 8, 0.05
 SEED = 0  # the start vector is random but the same on every run
 
 
@@ -26,6 +29,7 @@ class PrincipalComponent:
     mean: np.ndarray  # (d,) float64, the mean of the rows it was fitted to
     steps: int  # matrix passes taken
     residual: float  # |C u - lambda u| / lambda at the end (<= RESIDUAL when converged)
+    gap: float  # (lambda - the next Ritz value) / lambda: how far the component stands out
 
     @property
     def converged(self) -> bool:
@@ -67,7 +71,8 @@ def covariance_product(x: np.ndarray, mean: np.ndarray, v: np.ndarray, ok: np.nd
 def first_component(x: np.ndarray, ok: np.ndarray | None = None, *, max_steps: int = MAX_STEPS) -> PrincipalComponent:
     """The first principal component of the rows of x (V, d) where `ok` (all when None), as
     sklearn.decomposition.PCA(n_components=1) defines it: the top eigenvector of the covariance
-    of the centred rows. Lanczos steps with full reorthogonalisation, at most `max_steps`."""
+    of the centred rows. Lanczos steps with full reorthogonalisation, at most `max_steps`, fewer
+    when no direction stands out (see FLAT_GAP): then `converged` is False."""
     mean, n = row_mean(x, ok)
     d = x.shape[1]
     q = np.random.default_rng(SEED).standard_normal(d)
@@ -83,10 +88,12 @@ def first_component(x: np.ndarray, ok: np.ndarray | None = None, *, max_steps: i
         values, vectors = np.linalg.eigh(np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1))  # tridiagonal
         beta = float(np.linalg.norm(w))
         lam, top = float(values[-1]), vectors[:, -1]
+        gap = (lam - float(values[-2])) / lam if len(values) > 1 and lam > 0 else 0.0
         residual = beta * abs(top[-1]) / lam if lam > 0 else 0.0  # |C u - lambda u| / lambda
-        if residual <= RESIDUAL or beta == 0 or step == min(max_steps, d):
+        flat = step >= FLAT_AFTER and gap < FLAT_GAP
+        if residual <= RESIDUAL or beta == 0 or flat or step == min(max_steps, d):
             break
         betas.append(beta)
         basis.append(w / beta)
     u = q_all.T @ top  # (d,)
-    return PrincipalComponent(u / np.linalg.norm(u), lam / max(n, 1), mean, step, residual)
+    return PrincipalComponent(u / np.linalg.norm(u), lam / max(n, 1), mean, step, residual, gap)

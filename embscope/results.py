@@ -265,9 +265,10 @@ class GlitchCandidates(_Records):
         return len(self.ids)
 
     def in_other_text(self, j: int) -> str:
-        """The `in_other_tokens` cell of row j: the first labels, and how many more."""
+        """The `in_other_tokens` cell of row j: the first labels, and how many more, between "|"
+        (labels may begin or end with spaces, which tables show as ␣)."""
         more = len(self.in_other_ids[j]) - len(self.in_other_labels[j])
-        return ", ".join(self.in_other_labels[j]) + (f", … +{more}" if more > 0 else "")
+        return "|".join(self.in_other_labels[j]) + (f"|…+{more}" if more > 0 else "")
 
     def to_records(self) -> list[dict]:
         return [{"rank": j + 1, "id": i, "token": t, "indicator": v, "category": c, "norm": n,

@@ -17,6 +17,7 @@ from embscope.analysis.principal_component import MAX_STEPS, first_component
 from embscope.errors import EmbscopeError
 from embscope.model import default_model_dir
 from embscope.token_categories import NOT_UTF8_BYTES
+from tests.builders import shakespeare_text
 from tests.helpers import run, tsv
 from tests.test_token_categories import byte_fallback_dir, byte_fallback_unreachable  # noqa: F401 (fixture)
 
@@ -138,7 +139,34 @@ def test_bundled_model_against_magikarp():
     first = g.candidates.to_records()[0]
     assert first == {"rank": 1, "id": 1173, "token": "OKE", "indicator": g.values["cosine"][1173],
                      "category": "normal", "norm": pytest.approx(np.linalg.norm(m.wte[1173].astype(np.float64))),
-                     "in_other_tokens": "INGBROKE,  BOLINGBROKE"}  # "INGBROKE" and " BOLINGBROKE"
+                     "in_other_tokens": "INGBROKE| BOLINGBROKE"}  # "INGBROKE" and " BOLINGBROKE"
+
+
+def test_bundled_candidates_are_tokens_its_corpus_never_holds():
+    """Tiny Shakespeare, encoded by the `tokenizers` library with the bundled tokenizer.json: of
+    the 57 candidates of the cosine indicator, 55 never occur in it (BPE's intermediate pieces
+    of names, such as "MERC" of "MERCUTIO"); of the first-component variant's, 11. The numbers
+    docs/glitch.md gives."""
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(SHAKESPEARE_TOKENIZER).encode(shakespeare_text()).ids
+    seen = np.zeros(3072, dtype=bool)
+    seen[ids] = True
+    m = embscope.load(matrix="output")
+    found = {name: m.glitch(indicator=name).candidates.ids for name in ("cosine", "cosine_no_pc", "l2")}
+    assert {name: (len(c), int((~seen[c]).sum())) for name, c in found.items()} == \
+        {"cosine": (57, 55), "cosine_no_pc": (57, 11), "l2": (57, 54)}
+    assert int((~seen & (m.glitch().categories == "normal")).sum()) == 155
+    # Tiny Shakespeare is ASCII: every non-ASCII byte token is untrained. Below the threshold:
+    for name, below in (("cosine", 47), ("cosine_no_pc", 9), ("l2", 45)):
+        g = m.glitch(indicator=name)
+        multibyte = np.isin(g.categories, ["byte-continuation", "byte-lead"])
+        assert (int(multibyte.sum()), int((g.values[name][multibyte] <= g.threshold).sum())) == (115, below)
+    # ... because the untrained rows' drift is the first principal component itself
+    x = m.wte.astype(np.float64)
+    untrained = np.isin(m.glitch().categories, ["byte-continuation", "byte-lead", "byte-not-utf8"])
+    drift = x[untrained].mean(axis=0) - x.mean(axis=0)
+    assert abs(first_component(m.wte).vector @ drift) / np.linalg.norm(drift) > 0.98
 
 
 # --- a model with rows training never reached ----------------------------------------------------

@@ -3,6 +3,7 @@ of dicts) and `to_pandas()` (a DataFrame, when pandas is installed)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -299,7 +300,7 @@ class Glitch(_Records):
     pc_steps: int  # matrix passes the first principal component took
     candidates: GlitchCandidates
     notes: tuple[str, ...]
-    label: object  # id -> printable token label (Model.token)
+    label: Callable[[int], str]  # id -> printable token label (Model.token)
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Category -> (rows, rows at or below the threshold), for the categories present."""

@@ -327,6 +327,8 @@ def test_given_unused_set_and_threshold(capsys):
     (["--percentile", "101"], "--percentile must be between 0 and 100 (got 101)"),
     (["--indicator", "dot"], "unknown indicator 'dot' (choose from cosine, cosine_no_pc, l2)"),
     (["--top", "0"], "--top must be at least 1 (got 0)"),
+    (["--top", "5", "--all"], "--top lists candidates; --all lists every token: give one or the other"),
+    (["--threshold", "nan"], "--threshold must be a finite number (got nan)"),
     (["-o", "x.svg"], "-o x.svg: unknown file type (use .png)"),
 ])
 def test_usage_errors(argv, message, capsys):

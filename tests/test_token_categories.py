@@ -150,3 +150,28 @@ def test_containing_finds_a_match_behind_one_across_tokens():
     pieces = (b"aa", b"a", b"xaa", b"aax")
     found = containing(pieces, np.array([0]), np.ones(4, dtype=bool))
     assert found[0].tolist() == [2, 3]
+
+
+def test_every_reader_of_gpt2s_vocabulary_agrees(gpt2_categories, tiktoken_gpt2):
+    """The same categories through embscope's tiktoken-style BPE (llm.c's and nanochat's files)."""
+    from embscope.rank_bpe import GPT2_PATTERN, RankBPETokenizer
+
+    ranked = RankBPETokenizer(tiktoken_gpt2._mergeable_ranks, GPT2_PATTERN, {"<|endoftext|>": 50256},
+                              kind="tiktoken", source="tiktoken gpt2")
+    cats = categorize(ranked, GPT2_VOCAB + 47)
+    assert np.array_equal(cats.codes, gpt2_categories.codes) and not cats.unreachable.any()
+    assert cats.token_bytes == gpt2_categories.token_bytes
+
+
+def test_transformers_wrapper_agrees_on_byte_fallback(byte_fallback_dir):
+    """The tokenizer as transformers loads it (the path of SentencePiece models), against the
+    `tokenizers` one: the same categories, the same unreachable byte tokens."""
+    from transformers import AutoTokenizer
+
+    from embscope.tokenizer import TransformersTokenizer
+
+    d, fast = byte_fallback_dir
+    direct = categorize(from_directory(str(d)), len(fast))
+    wrapped = categorize(TransformersTokenizer(AutoTokenizer.from_pretrained(str(d)), str(d)), len(fast))
+    assert np.array_equal(wrapped.codes, direct.codes)
+    assert np.array_equal(wrapped.unreachable, direct.unreachable) and wrapped.unreachable.sum() > 40

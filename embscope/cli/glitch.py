@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 import typer
@@ -47,6 +48,10 @@ def glitch(
     at_least_one("--top", top)
     if threshold is not None and percentile is not None:
         raise UsageError("--threshold and --percentile: give one or the other")
+    if threshold is not None and not math.isfinite(threshold):
+        raise UsageError(f"--threshold must be a finite number (got {threshold})")
+    if top is not None and all_rows:
+        raise UsageError("--top lists candidates; --all lists every token: give one or the other")
     if percentile is not None and not 0 <= percentile <= 100:
         raise UsageError(f"--percentile must be between 0 and 100 (got {percentile:g})")
     ids = parse_ids(unused) if unused is not None else None

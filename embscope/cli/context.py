@@ -56,7 +56,16 @@ class Environment:
         """The writer of `-f FMT` (None: a table on a terminal, TSV otherwise) for stdout."""
         from embscope.output import resolve_format, writer_for
 
-        return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console)
+        return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console,
+                          lambda: self.table_width)
+
+    @property
+    def table_width(self) -> int | None:
+        """The width tables fit: the terminal's, or COLUMNS when it is set; None (any width: the
+        table is never narrowed) for `-f table` into a pipe or a file without COLUMNS."""
+        if self.stdout_isatty or os.environ.get("COLUMNS", "").isdigit():
+            return self.console.width
+        return None
 
     def note(self, message: str) -> None:
         """People-talk: to stderr, never stdout. Control characters from queries are escaped."""

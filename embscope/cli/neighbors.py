@@ -63,7 +63,7 @@ def neighbors(
 def _describe(env: Environment, m, q) -> None:
     for t in q.terms:
         if t.multi:
-            parts = ", ".join(f"{m.token(i)!r} #{i}" for i in t.ids)
+            parts = ", ".join(f"'{m.token(i)}' #{i}" for i in t.ids)  # escaped as in the tables
             env.note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
 
 

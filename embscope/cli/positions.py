@@ -74,7 +74,7 @@ def _by_offset(env: Environment, out, found, output, kind, title: str, value_lab
 
         save_line_png(offsets, means, output, title=title, x_label="offset |i - j|", y_label=f"mean {value_label}")
         return env.note(f"wrote {output}")
-    out.start(["offset", "mean", "pairs"], title=f"{title}: mean {value_label} by offset")
+    out.start(["offset", "mean", "pairs"], title=f"{title}: mean {found.metric} by offset")
     out.write_rows(zip(offsets, means.tolist(), pairs.tolist()))
     out.close()
     if out.name == "table":

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt
+from embscope.cli.common import DebugOpt, FormatOpt
 from embscope.cli.context import Environment
 
 app = typer.Typer(help="List (with sizes) or remove the tensors embscope fetched from the Hub.",
@@ -19,18 +19,27 @@ def _human(n: int) -> str:
 
 
 @app.callback()
-def cache(ctx: typer.Context, format: FormatOpt = None):
+def cache(ctx: typer.Context, format: FormatOpt = None, debug: DebugOpt = False):
     """List (with sizes) or remove the tensors embscope fetched from the Hub."""
+    from embscope.cli.common import not_together
+
+    not_together((f"-f {format}", format), ("remove", ctx.invoked_subcommand == "remove"))
     if ctx.invoked_subcommand is None:
         list_entries(ctx, format)
 
 
 @app.command("list")
-def list_entries(ctx: typer.Context, format: FormatOpt = None):
+def list_entries(ctx: typer.Context, format: FormatOpt = None, debug: DebugOpt = False):
     """One row per cached commit: repo, commit, the revisions that named it, tensors, bytes."""
+    from embscope.cli.common import not_together
     from embscope.io import hub_cache
 
     env: Environment = ctx.obj
+    if ctx.parent is not None and ctx.parent.info_name == "cache" and ctx.command.name == "list":
+        given = ctx.parent.params.get("format")  # `embscope cache -f json list`
+        if given and format and given != format:
+            not_together((f"-f {given}", given), (f"-f {format}", format))
+        format = format or given
     entries = hub_cache.entries()
     out = env.writer(format)
     if not entries and out.name == "table":  # an empty table says less than a sentence
@@ -50,6 +59,7 @@ def remove(
     specs: Annotated[Optional[list[str]], typer.Argument(
         metavar="[REPO[@REVISION]]...", help="What to remove: every commit of REPO, or the one REVISION names.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove everything embscope cached.")] = False,
+    debug: DebugOpt = False,
 ):
     """Remove cached tensors of a repo (all its commits, or one revision), or --all."""
     from embscope.errors import EmbscopeError, UsageError

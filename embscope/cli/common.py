@@ -32,6 +32,16 @@ FormatOpt = Annotated[Optional[str], typer.Option(
     help="table, tsv, csv, json or jsonl. Default: table on a terminal, tsv otherwise.")]
 
 
+def _debug(ctx: typer.Context, _param, value: bool) -> None:
+    if value:
+        ctx.obj.debug = True  # the invocation's Environment, as `embscope --debug CMD` sets it
+
+
+# --debug after the command name too (`embscope info --debug`): the same switch as before it.
+DebugOpt = Annotated[bool, typer.Option("--debug", callback=_debug, expose_value=False, is_eager=True,
+                                        help="Show tracebacks and loading details (before the command, too).")]
+
+
 MODEL_OPTIONS = [("model", ModelOpt), ("wte_key", WteKeyOpt), ("wpe_key", WpeKeyOpt),
                  ("tokenizer", TokenizerOpt), ("meta", MetaOpt), ("checkpoint_step", StepOpt)]
 
@@ -64,7 +74,7 @@ class ModelSource:
 
 def model_command(command):
     """Give `command` the options every command shares (-m, --wte-key, --wpe-key, --tokenizer,
-    --meta, --step), passed to it as one `source: ModelSource` argument, and the CLI's
+    --meta, --step, and --debug), passed to it as one `source: ModelSource` argument, and the CLI's
     `env: Environment` (from the click context the entry point made)."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
            if p.name not in ("source", "env")]
@@ -72,11 +82,14 @@ def model_command(command):
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                 annotation=CheckpointStepOpt if name == "checkpoint_step" and has_step else annotation)
               for name, annotation in MODEL_OPTIONS]
+    shared.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DebugOpt))
     context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
 
     @functools.wraps(command)
     def with_source(ctx: typer.Context, **kwargs):
+        kwargs.pop("debug", None)  # --debug acted when it was parsed (`_debug`)
         source = ModelSource(**{name: kwargs.pop(name) for name, _ in MODEL_OPTIONS})
+        not_together(("--tokenizer", source.tokenizer), ("--meta", source.meta))  # --meta would be ignored
         return command(source=source, env=ctx.obj, **kwargs)
 
     parameters = [context] + own + shared
@@ -90,6 +103,18 @@ def choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise UsageError(f"unknown {what} '{value}' (choose from {', '.join(allowed)})")
     return value
+
+
+def not_together(first: tuple[str, object], *others: tuple[str, object]) -> None:
+    """The usage error when the option `first` names (a (words, value) pair: given when the value
+    is neither None nor False) is given with one of `others`: they contradict each other, or one
+    of them would be silently ignored. One message for every command."""
+    name, value = first
+    if value is None or value is False:
+        return
+    for other, other_value in others:
+        if other_value is not None and other_value is not False:
+            raise UsageError(f"{name} and {other} cannot be used together")
 
 
 def at_least_one(option: str, value: int | None) -> None:
@@ -153,8 +178,11 @@ def save_npy(env: Environment, path: str, array) -> None:
     env.note(f"wrote {path}: array of shape {tuple(array.shape)}, {array.dtype}")
 
 
-def stdin_lines(env: Environment) -> list[str]:
-    """The non-empty lines of stdin, stripped; binary junk is an error, not a query."""
+def stdin_lines(env: Environment, what: str = "queries") -> list[str]:
+    """The non-empty lines of stdin, stripped; binary junk is an error, not a query. On a
+    terminal, stderr first says that `what` are read from it, and how to end them."""
+    if env.stdin_isatty:
+        env.note(f"reading {what} from stdin, one per line; end with Ctrl-D")
     data = env.stdin.buffer.read()
     try:
         text = data.decode("utf-8")

@@ -30,6 +30,14 @@ class Environment:
         return cls(stdin, stdout, stderr, stdout.isatty(), stderr.isatty())
 
     @cached_property
+    def stdin_isatty(self) -> bool:
+        """Whether stdin is a terminal (a person types the lines `-` reads)."""
+        try:
+            return self.stdin.isatty()
+        except (AttributeError, ValueError):  # a closed or stand-in stream
+            return False
+
+    @cached_property
     def console(self):
         """The Rich console for data on stdout: tables and terminal pictures."""
         from rich.console import Console
@@ -77,9 +85,12 @@ class Environment:
         if self.debug:
             self.note(f"debug: {message}")
 
-    def progress(self, total: int, what: str) -> Any:
-        """A context manager giving advance(n): a bar on stderr when it is a terminal, else nothing."""
-        return _Progress(self.error_console if self.stderr_isatty else None, total, what)
+    def progress(self, total: int, what: str, streaming: bool = False) -> Any:
+        """A context manager giving advance(n): a bar on stderr when it is a terminal, erased when
+        done, else nothing. `streaming`: rows go to stdout meanwhile; on a terminal they would be
+        drawn among the bar's redraws (and they show the progress themselves), so no bar then."""
+        shown = self.stderr_isatty and not (streaming and self.stdout_isatty)
+        return _Progress(self.error_console if shown else None, total, what)
 
 
 class _Progress:

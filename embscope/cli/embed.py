@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, ModelSource, OutputOpt, model_command, output_kind, save_npy, stdin_lines
+from embscope.cli.common import (
+    FormatOpt, ModelSource, OutputOpt, model_command, not_together, output_kind, save_npy, stdin_lines,
+)
 from embscope.cli.context import Environment
 
 PREVIEW = 4  # values shown per vector in the table
@@ -16,7 +18,9 @@ PREVIEW = 4  # values shown per vector in the table
 def embed(
     source: ModelSource,
     env: Environment,
-    text: Annotated[str, typer.Argument(help="The text; '-' reads one text per line from stdin.")],
+    text: Annotated[Optional[list[str]], typer.Argument(
+        metavar="TEXT...", show_default=False, help="The text (several words are joined with a space; quote a text"
+        " to keep its own spacing). '-' reads one text per line from stdin.")] = None,
     component: Annotated[str, typer.Option("--component", help="token, position or sum.")] = "sum",
     pool: Annotated[str, typer.Option("--pool", help="none, mean or last.")] = "none",
     bos: Annotated[bool, typer.Option("--bos", help="Prepend the model's BOS token.")] = False,
@@ -32,19 +36,22 @@ def embed(
         raise UsageError(f"--component '{component}': choose from {', '.join(COMPONENTS)}")
     if pool not in POOLS:
         raise UsageError(f"--pool '{pool}': choose from {', '.join(POOLS)}")
+    not_together((f"-o {output}", output), (f"-f {format}", format))  # -o writes the file, nothing goes to stdout
     if output:
         output_kind(output, ("npy",))
+    if not text:
+        raise UsageError("give a text (or '-' to read texts from stdin)")
     out = env.writer(format)
-    if text == "-":
-        texts = stdin_lines(env)
+    if text == ["-"]:
+        texts = stdin_lines(env, "texts")
         if not texts:
             raise EmbscopeError("no text on stdin")
     else:
         from embscope.queries import check_text
 
-        if not text:
+        if not any(text):
             raise UsageError("empty text")
-        texts = [check_text(text)]
+        texts = [check_text(" ".join(text))]
     if output and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
     m = source.load(env)

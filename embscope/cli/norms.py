@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, at_least_one, model_command, output_kind, warn_bad_rows,
+    FormatOpt, ModelSource, OutputOpt, at_least_one, model_command, not_together, output_kind, warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -28,6 +28,7 @@ def norms(
     """Norm statistics of token and position embeddings; outliers; glitch-token candidates."""
     at_least_one("--top", top)
     at_least_one("--bottom", bottom)
+    not_together(("--all", all_rows), ("--top", top), ("--bottom", bottom), ("--centroid", centroid))
     if output:
         output_kind(output, ("png",))
     out = env.writer(format)

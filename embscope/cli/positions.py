@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, at_least_one, choice, model_command, output_kind, parse_range,
-    save_npy,
+    FormatOpt, ModelSource, OutputOpt, at_least_one, choice, model_command, not_together, output_kind,
+    parse_range, save_npy,
 )
 from embscope.cli.context import Environment
 
@@ -31,7 +31,10 @@ def positions(
 
     choice("metric", metric, METRICS)
     at_least_one("--step", step)
+    not_together(("--heatmap", heatmap), ("--by-offset", by_offset), (f"-f {format}", format not in (None, "table")))
+    not_together((f"-o {output}", output), (f"-f {format}", format))  # -o writes the file, nothing goes to stdout
     kind = output_kind(output, ("npy", "png")) if output else None
+    not_together(("--heatmap", heatmap), (f"-o {output}", kind == "npy"))  # a picture: -o takes a .png
     out = env.writer(format)
     m = source.load(env)
     m.require_positions()

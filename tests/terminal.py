@@ -1,13 +1,14 @@
 """Running embscope on a pseudo-terminal, and what a person would see on the screen at the end.
 
 `screen` is a small terminal emulator for what Rich and embscope write: printable text, CR, LF,
-backspace, tab stops every 8 columns, cursor up (`ESC[nA`), erase line (`ESC[2K`, `ESC[K`) and SGR/cursor-visibility codes,
-which change nothing on the screen. Lines scroll into a history that has no end, so the whole
-output can be compared.
+backspace, tab stops every 8 columns, cursor up (`ESC[nA`), erase line (`ESC[2K`, `ESC[K`), and
+SGR and cursor-visibility codes, which change nothing on the screen. Lines scroll into a history
+that has no end, so the whole output can be compared.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
@@ -16,7 +17,6 @@ import struct
 import subprocess
 import sys
 import termios
-import fcntl
 
 _CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
 

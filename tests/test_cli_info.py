@@ -187,6 +187,19 @@ def test_help_does_not_import_torch_or_transformers():
     assert not {m.split(".")[0] for m in modules} & set(HEAVY)
 
 
+@pytest.mark.parametrize("argv", [["positions", "-o", "h.png"], ["norms", "-f", "tsv", "-o", "n.png"]])
+def test_a_png_imports_what_drawing_needs(argv, tmp_path):
+    """matplotlib's object API with the Agg canvas (issue 11, item 8): no pyplot (it would pick a
+    GUI backend and load much more), no torch or transformers."""
+    pytest.importorskip("matplotlib")
+    p = embscope(*argv[:-1], str(tmp_path / argv[-1]), importtime=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / argv[-1]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    modules = imported_modules(p.stderr)
+    assert {"matplotlib.figure", "matplotlib.backends.backend_agg"} <= modules
+    assert "matplotlib.pyplot" not in modules and not {m.split(".")[0] for m in modules} & set(HEAVY)
+
+
 @pytest.mark.parametrize("which", ["safetensors", "nanoGPT"])
 def test_info_reads_checkpoints_without_torch(hf_models, nanogpt_ckpts, which):
     path = hf_models["gpt2-lm"].path if which == "safetensors" else nanogpt_ckpts["bpe"].path

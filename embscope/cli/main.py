@@ -42,13 +42,15 @@ def _global(
 
 
 def _register() -> None:
-    from embscope.cli import cache, embed, info, neighbors, norms, positions
+    from embscope.cli import cache, embed, info, neighbors, norms, positions, sim, tokens
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
     app.command("positions")(positions.positions)
     app.command("norms")(norms.norms)
     app.command("embed")(embed.embed)
+    app.command("sim")(sim.sim)
+    app.command("tokens")(tokens.tokens)
     app.add_typer(cache.app, name="cache")
 
 

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, choice, model_command, note_multi_token, output_writer, parse_range,
-    stdin_lines, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, OutputOpt, choice, model_command, note_multi_token, output_writer,
+    parse_range, stdin_lines, warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -29,6 +29,7 @@ def neighbors(
     rows: Annotated[Optional[str], typer.Option("--rows", metavar="A:B", help="With --all: only tokens A..B-1 (split the graph across runs).")] = None,
     output: OutputOpt = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
 ):
     """Nearest tokens to a query in the token embedding space."""
     from embscope.analysis.similarity import METRICS
@@ -46,7 +47,7 @@ def neighbors(
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
     writer, _ = output_writer(env, output, format)  # a bad -f or -o is a usage error before the model is read
-    m = source.load(env)
+    m = source.load(env, matrix)
     if top > m.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
     if all_tokens:

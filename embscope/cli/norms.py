@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, at_least_one, model_command, output_opt, output_writer, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, at_least_one, model_command, output_opt, output_writer, warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -25,13 +25,14 @@ def norms(
     output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .png (the histogram;"
                        " the rows still go to stdout)") = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
 ):
     """Norm statistics of token and position embeddings; outliers; glitch-token candidates."""
     at_least_one("--top", top)
     at_least_one("--bottom", bottom)
     out, kind = output_writer(env, output, format, ("png",))
     png = output if kind == "png" else None
-    m = source.load(env)
+    m = source.load(env, matrix)
     found = m.norms(centroid=centroid or all_rows)  # centroid distances: two more passes, only when asked
     warn_bad_rows(env, found.nonfinite(), "left out of the statistics")
     if all_rows:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, choice, model_command, note_multi_token, output_opt, output_writer, save_npy,
+    FormatOpt, MatrixOpt, ModelSource, choice, model_command, note_multi_token, output_opt, output_writer, save_npy,
     stdin_lines,
 )
 from embscope.cli.context import Environment
@@ -25,6 +25,7 @@ def sim(
     pairs: Annotated[bool, typer.Option("--pairs", help="One row per pair (a, b, score), not a matrix.")] = False,
     output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .npy (the (n, n) matrix)") = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
 ):
     """Similarity of words or texts: a score for two, a matrix for more."""
     from embscope.analysis.similarity import METRICS
@@ -41,7 +42,7 @@ def sim(
         items = stdin_lines(env)
         if len(items) < 2:
             raise EmbscopeError(f"sim compares two or more words or texts: stdin holds {len(items)}")
-    m = source.load(env)
+    m = source.load(env, matrix)
     found = m.sim(*items, metric=metric, exact=exact)  # errors before any output
     for text, ids in zip(found.items, found.ids):
         note_multi_token(env, m, text, ids)

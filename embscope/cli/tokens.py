@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, ModelSource, model_command, output_opt, output_writer, save_npy, stdin_text
+from embscope.cli.common import (
+    FormatOpt, MatrixOpt, ModelSource, model_command, output_opt, output_writer, save_npy, stdin_text,
+)
 from embscope.cli.context import Environment
 from embscope.errors import UsageError
 
@@ -28,6 +30,7 @@ def tokens(
         "--grep", metavar="REGEX", help="The tokens whose printed text (escaped, as shown) REGEX finds.")] = None,
     output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .npy (the token ids)") = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
 ):
     """How a text tokenizes (position, id, token, norm); tokens by id; tokens matching a regex."""
     from embscope.errors import EmbscopeError
@@ -52,7 +55,7 @@ def tokens(
         text = stdin_text(env) if args == ["-"] else _checked(args[0])
         if not text:
             raise EmbscopeError("no text on stdin")
-    m = source.load(env)
+    m = source.load(env, matrix)
     if m.tokenizer is None:
         raise EmbscopeError(f"{m.name}: this model has no tokenizer, so its tokens have no text (give --tokenizer)")
     if grep is not None:

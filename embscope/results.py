@@ -301,7 +301,8 @@ class Tokens(_Records):
         return ["id", "token", "norm"] if self.text is None else ["pos", "id", "token", "norm"]
 
     def to_records(self) -> list[dict]:
-        rows = [{"id": i, "token": t, "norm": n} for i, t, n in zip(self.ids.tolist(), self.tokens, self.norms.tolist())]
+        rows = [{"id": i, "token": t, "norm": n}
+                for i, t, n in zip(self.ids.tolist(), self.tokens, self.norms.tolist())]
         if self.text is None:
             return rows
         return [{"pos": p, **row} for p, row in enumerate(rows)]

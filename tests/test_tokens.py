@@ -170,7 +170,7 @@ def test_every_format_and_output_file(gpt2, capsys, tmp_path):
     _, out, _ = run(base + ["-f", "csv"], capsys)
     assert out.splitlines()[:2] == ["pos,id,token,norm", f"0,1169,the,{records[0]['norm']:.6g}"]
     _, out, _ = run(base + ["-f", "table"], capsys)
-    assert out.splitlines()[0].strip() == "'the king': 2 tokens"
+    assert out.splitlines()[0].strip() == "2 tokens"
     assert "␣king" in out
     for suffix in ("tsv", "csv", "json", "jsonl"):
         _, printed, _ = run(base + ["-f", suffix], capsys)

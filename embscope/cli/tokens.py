@@ -15,7 +15,6 @@ from embscope.errors import UsageError
 
 _ID = re.compile(r"#?(\d{1,18})")
 _RANGE = re.compile(r"(\d{0,18}):(\d{0,18})")
-TITLE_TEXT = 40  # characters of the text shown in a table's title
 
 
 @model_command
@@ -66,7 +65,7 @@ def tokens(
         found, title = m.lookup(ids), None
     else:
         found = m.tokenize(text)
-        title = f"{_short(text)!r}: {len(found)} tokens"
+        title = f"{len(found)} tokens"
     if kind == "npy":
         return save_npy(env, output, found.ids)  # (n,) int64
     out.start(found.columns, title=title)
@@ -79,10 +78,6 @@ def _checked(text: str) -> str:
     from embscope.queries import check_text
 
     return check_text(text)
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= TITLE_TEXT else text[:TITLE_TEXT] + "…"
 
 
 def _ids(env: Environment, args: list[str]) -> list[int]:

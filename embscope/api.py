@@ -130,18 +130,21 @@ class Model:
         return self._index
 
     def query(self, text: str | list[str], exact: bool = False):
-        """A word, '#id', or arithmetic ('king - man + woman') resolved to token ids."""
+        """A word, '#id', text or arithmetic ('king - man + woman') resolved to token ids. A
+        string is one argument; a list is the arguments of the CLI, where words side by side
+        (["king", "queen"]) are added."""
         from embscope import queries
 
         return queries.resolve(self.emb, [text] if isinstance(text, str) else list(text), exact)
 
-    def neighbors(self, query: str, k: int = 10, *, metric: str = "cosine", exact: bool = False,
+    def neighbors(self, query: str | list[str], k: int = 10, *, metric: str = "cosine", exact: bool = False,
                   include_query: bool = False, cosmul: bool = False) -> Neighbors:
-        """The k nearest tokens to a word (' word' when that is one token), '#id' or arithmetic."""
+        """The k nearest tokens to a word (' word' when that is one token), '#id', text or
+        arithmetic; a list of words is added as gensim's most_similar(positive=[...]) adds them."""
         return self.neighbors_many([query], k, metric=metric, exact=exact, include_query=include_query,
                                    cosmul=cosmul)[0]
 
-    def neighbors_many(self, queries: Iterable[str], k: int = 10, *, metric: str = "cosine",
+    def neighbors_many(self, queries: Iterable[str | list[str]], k: int = 10, *, metric: str = "cosine",
                        exact: bool = False, include_query: bool = False, cosmul: bool = False) -> list[Neighbors]:
         """`neighbors` for many queries at once: one blocked matrix product for all of them."""
         qs = [self.query(q, exact) for q in queries]

@@ -551,6 +551,10 @@ def test_cache_lists_and_removes(hub):
         expect.append({"repo": repo_id, "commit": commit, "revisions": ",".join(revs), "tensors": n,
                        "bytes": size, "size": f"{size / 2**20:.1f} MiB"})
     assert rows == expect
+    listed = hub.home / "cache.json"
+    p = embscope("cache", "-o", str(listed))  # -o: what -f json prints, in a file
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", f"wrote {listed}\n")
+    assert json.loads(listed.read_text()) == expect
     p = embscope("cache", "remove", "org/gpt2@v1")
     assert (p.returncode, p.stdout) == (0, "")
     assert p.stderr == f"removed org/gpt2@{C['gpt2-fp16']}: 2 tensors, {expect[2]['size']}\n"

@@ -12,30 +12,39 @@ from tests.helpers import run
 
 NO_MODEL = ["-m", "/nonexistent/model"]  # were it read, the error would be "no such file"
 
+def together(a: str, b: str) -> str:
+    return f"{a} and {b} cannot be used together"
+
+
 CONFLICTS = [
-    (["positions", "--heatmap", "--by-offset"], "--heatmap and --by-offset"),
-    (["positions", "--heatmap", "-f", "tsv"], "--heatmap and -f tsv"),
-    (["positions", "--heatmap", "-f", "json"], "--heatmap and -f json"),
-    (["positions", "--heatmap", "-o", "x.npy"], "--heatmap and -o x.npy"),
-    (["positions", "-o", "x.npy", "-f", "json"], "-o x.npy and -f json"),
-    (["positions", "--by-offset", "-o", "x.npy", "-f", "tsv"], "-o x.npy and -f tsv"),
-    (["norms", "--top", "3", "--all"], "--all and --top"),
-    (["norms", "--bottom", "3", "--all"], "--all and --bottom"),
-    (["norms", "--centroid", "--all"], "--all and --centroid"),
-    (["neighbors", "--all", "--exact"], "--all and --exact"),
-    (["neighbors", "--all", "--include-query"], "--all and --include-query"),
-    (["neighbors", "--all", "--cosmul"], "--all and --cosmul"),
-    (["embed", "hello", "-o", "x.npy", "-f", "tsv"], "-o x.npy and -f tsv"),
-    (["info", "--tokenizer", "t.json", "--meta", "meta.pkl"], "--tokenizer and --meta"),
-    (["neighbors", "king", "--tokenizer", "t.json", "--meta", "meta.pkl"], "--tokenizer and --meta"),
+    (["positions", "--heatmap", "--by-offset"], together("--heatmap", "--by-offset")),
+    (["positions", "--heatmap", "-f", "tsv"], together("--heatmap", "-f tsv")),
+    (["positions", "--heatmap", "-f", "json"], together("--heatmap", "-f json")),
+    (["positions", "--heatmap", "-o", "x.npy"],
+     "--heatmap draws a picture: -o x.npy holds data (use -o FILE.png for the picture)"),
+    (["positions", "-o", "x.npy", "-f", "json"], together("-o x.npy", "-f json")),
+    (["positions", "-o", "x.png", "-f", "table"], together("-o x.png", "-f table")),
+    (["positions", "--by-offset", "-o", "x.npy", "-f", "tsv"], together("-o x.npy", "-f tsv")),
+    (["norms", "--top", "3", "--all"], together("--all", "--top")),
+    (["norms", "--bottom", "3", "--all"], together("--all", "--bottom")),
+    (["norms", "--centroid", "--all"], together("--all", "--centroid")),
+    (["neighbors", "--all", "--exact"], together("--all", "--exact")),
+    (["neighbors", "--all", "--include-query"], together("--all", "--include-query")),
+    (["neighbors", "--all", "--cosmul"], together("--all", "--cosmul")),
+    (["embed", "hello", "-o", "x.npy", "-f", "tsv"], together("-o x.npy", "-f tsv")),
+    (["sim", "king", "queen", "-o", "x.npy", "-f", "json"], together("-o x.npy", "-f json")),
+    (["sim", "king", "queen", "-o", "x.npy", "--pairs"], together("-o x.npy", "--pairs")),
+    (["tokens", "hello", "-o", "x.npy", "-f", "tsv"], together("-o x.npy", "-f tsv")),
+    (["info", "--tokenizer", "t.json", "--meta", "meta.pkl"], together("--tokenizer", "--meta")),
+    (["neighbors", "king", "--tokenizer", "t.json", "--meta", "meta.pkl"], together("--tokenizer", "--meta")),
 ]
 
 
-@pytest.mark.parametrize("argv,pair", CONFLICTS, ids=[" ".join(a) for a, _ in CONFLICTS])
-def test_conflicting_options_are_one_usage_error(argv, pair, capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("argv,message", CONFLICTS, ids=[" ".join(a) for a, _ in CONFLICTS])
+def test_conflicting_options_are_one_usage_error(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run([*argv, *NO_MODEL], capsys)
-    assert (code, out, err) == (2, "", f"embscope: error: {pair} cannot be used together\n")
+    assert (code, out, err) == (2, "", f"embscope: error: {message}\n")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -58,6 +67,8 @@ def empty_cache(monkeypatch, tmp_path):
 def test_cache_format_goes_with_listing_only(empty_cache, capsys):
     assert run(["cache", "-f", "json", "remove", "org/name"], capsys) == (
         2, "", "embscope: error: -f json and remove cannot be used together\n")
+    assert run(["cache", "-o", "x.tsv", "remove", "org/name"], capsys) == (
+        2, "", "embscope: error: -o x.tsv and remove cannot be used together\n")
     assert run(["cache", "-f", "json", "list", "-f", "tsv"], capsys) == (
         2, "", "embscope: error: -f json and -f tsv cannot be used together\n")
     for argv in (["cache", "-f", "json"], ["cache", "-f", "json", "list"], ["cache", "list", "-f", "json"]):

@@ -93,7 +93,7 @@ def test_dash_on_a_terminal_says_it_reads_stdin(argv, what, typed, first_row):
 
     code, raw, _ = run_on_terminal(argv, stdin_terminal=True, on_output=type_lines)
     lines = screen(raw)
-    assert code == 0 and lines[:2] == [f"reading {what} from stdin, one per line; end with Ctrl-D", typed]
+    assert code == 0 and lines[:2] == [f"reading {what} from stdin, one per line (end them with Ctrl-D)", typed]
     assert raw.replace("\r\n", "\n").split("\n")[3].startswith(first_row)
 
 

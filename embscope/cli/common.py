@@ -97,7 +97,14 @@ def model_command(command):
         kwargs.pop("debug", None)  # --debug acted when it was parsed (`_debug`)
         source = ModelSource(**{name: kwargs.pop(name) for name, _ in MODEL_OPTIONS})
         not_together(("--tokenizer", source.tokenizer), ("--meta", source.meta))  # --meta would be ignored
-        return command(source=source, env=ctx.obj, **kwargs)
+        env = ctx.obj
+        try:
+            result = command(source=source, env=env, **kwargs)
+        except BaseException:
+            env.discard_files()
+            raise
+        env.finish_files()  # -o data files get their names only now, whole
+        return result
 
     parameters = [context] + own + shared
     with_source.__signature__ = inspect.Signature(parameters)
@@ -147,6 +154,13 @@ def parse_range(text: str | None, n: int, option: str = "--range") -> tuple[int,
     return start, stop
 
 
+def note_multi_token(env: Environment, m, text: str, ids) -> None:
+    """Say on stderr that a word or text is several tokens, which, and that their mean is used."""
+    if len(ids) > 1:
+        parts = ", ".join(f"'{m.token(i)}' #{i}" for i in ids)  # escaped as in the tables, not repr()
+        env.note(f"'{text}' is {len(ids)} tokens ({parts}): using the mean of their vectors")
+
+
 def warn_bad_rows(env: Environment, bad, what: str) -> None:
     """Say on stderr which token rows hold NaN or Inf, and what happens to them."""
     if len(bad):
@@ -154,8 +168,33 @@ def warn_bad_rows(env: Environment, bad, what: str) -> None:
         env.note(f"warning: {len(bad)} token rows hold NaN or Inf and are {what}: {shown}")
 
 
-OutputOpt = Annotated[Optional[str], typer.Option(
-    "--output", "-o", metavar="FILE", help="Write to FILE instead (.npy array, or .png picture).")]
+DATA_FILES = ("tsv", "csv", "json", "jsonl")  # -o FILE in the format its suffix names: what -f would print
+
+
+def output_opt(accepts: str):
+    """The -o option of a command, its help naming exactly what the command accepts."""
+    return Annotated[Optional[str], typer.Option(
+        "--output", "-o", metavar="FILE", help=f"Write to FILE instead of stdout, as its suffix says: {accepts}.")]
+
+
+OutputOpt = output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print)")
+
+
+def output_writer(env: Environment, output: str | None, format: str | None, files: tuple[str, ...] = ()):
+    """(writer, kind of -o file or None), decided before any work: -f checked; with -o FILE of a
+    data suffix (.tsv .csv .json .jsonl) the writer writes that format to FILE, which gets its
+    name when the command succeeds; a suffix in `files` (npy, png) is a file the command writes
+    itself, and the writer is stdout's. An unknown suffix, a missing extra or a FILE that cannot
+    be written is an error now, before any output."""
+    writer = env.writer(format)  # a bad -f is a usage error first
+    if output is None:
+        return writer, None
+    kind = output_kind(output, DATA_FILES + files)
+    if kind in files:
+        return writer, kind
+    if format is not None and format != kind:
+        raise UsageError(f"-f {format} and -o {output} disagree: a file's format is its suffix")
+    return env.file_writer(kind, output), kind
 
 
 def output_kind(path: str, allowed: tuple[str, ...]) -> str:
@@ -165,7 +204,9 @@ def output_kind(path: str, allowed: tuple[str, ...]) -> str:
 
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext not in allowed:
-        raise UsageError(f"-o {path}: unknown file type (use {' or '.join('.' + a for a in allowed)})")
+        names = ["." + a for a in allowed]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        raise UsageError(f"-o {path}: unknown file type (use {listed})")
     if ext == "png":
         from embscope.render.png import require_matplotlib
 
@@ -189,7 +230,7 @@ def stdin_lines(env: Environment, what: str = "queries") -> list[str]:
     """The non-empty lines of stdin, stripped; binary junk is an error, not a query. On a
     terminal, stderr first says that `what` are read from it, and how to end them."""
     if env.stdin_isatty:
-        env.note(f"reading {what} from stdin, one per line; end with Ctrl-D")
+        env.note(f"reading {what} from stdin, one per line (end them with Ctrl-D)")
     data = env.stdin.buffer.read()
     try:
         text = data.decode("utf-8")
@@ -198,3 +239,14 @@ def stdin_lines(env: Environment, what: str = "queries") -> list[str]:
     if "\x00" in text:
         raise EmbscopeError("stdin holds binary data (a NUL byte), not one query per line")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def stdin_text(env: Environment) -> str:
+    """All of stdin as one text, newlines included; bytes that are not UTF-8 are an error."""
+    if env.stdin_isatty:
+        env.note("reading the text from stdin (end it with Ctrl-D)")
+    data = env.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EmbscopeError(f"stdin is not UTF-8 text (byte {e.start})") from None

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, model_command, not_together, output_kind, save_npy, stdin_lines,
+    FormatOpt, ModelSource, model_command, not_together, output_opt, output_writer, save_npy, stdin_lines,
 )
 from embscope.cli.context import Environment
 
@@ -25,7 +25,7 @@ def embed(
     pool: Annotated[str, typer.Option("--pool", help="none, mean or last.")] = "none",
     bos: Annotated[bool, typer.Option("--bos", help="Prepend the model's BOS token.")] = False,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut text longer than the model's positions.")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .npy (the vectors)") = None,
     format: FormatOpt = None,
 ):
     """Token embedding + position embedding for each token of TEXT, as the model computes it."""
@@ -36,12 +36,10 @@ def embed(
         raise UsageError(f"--component '{component}': choose from {', '.join(COMPONENTS)}")
     if pool not in POOLS:
         raise UsageError(f"--pool '{pool}': choose from {', '.join(POOLS)}")
-    not_together((f"-o {output}", output), (f"-f {format}", format))  # -o writes the file, nothing goes to stdout
-    if output:
-        output_kind(output, ("npy",))
+    out, kind = output_writer(env, output, format, ("npy",))
+    not_together((f"-o {output}", kind == "npy"), (f"-f {format}", format))  # the .npy is the output: stdout gets nothing
     if not text:
         raise UsageError("give a text (or '-' to read texts from stdin)")
-    out = env.writer(format)
     if text == ["-"]:
         texts = stdin_lines(env, "texts")
         if not texts:
@@ -52,7 +50,7 @@ def embed(
         if not any(text):
             raise UsageError("empty text")
         texts = [check_text(" ".join(text))]
-    if output and len(texts) > 1 and pool == "none":
+    if kind == "npy" and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
     m = source.load(env)
     if m.tokenizer is None:
@@ -60,7 +58,7 @@ def embed(
     if component == "position":
         m.require_positions()  # rotary / ALiBi models: say so before any output
     records = [(e, e.vector(component, pool)) for e in (_embed(env, m, t, bos, truncate) for t in texts)]
-    if output:
+    if kind == "npy":
         arrays = [vec for _, vec in records]
         return save_npy(env, output, arrays[0] if len(arrays) == 1 else arrays)  # (d,) (T, d) or (n, d)
     if out.name == "table":

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, at_least_one, choice, model_command, not_together, output_kind,
+    DATA_FILES, FormatOpt, ModelSource, at_least_one, choice, model_command, not_together, output_opt,
+    output_writer,
     parse_range, save_npy,
 )
 from embscope.cli.context import Environment
@@ -23,7 +24,8 @@ def positions(
                                                 " keeps the matrix within 2048 positions).")] = None,
     heatmap: Annotated[bool, typer.Option("--heatmap", help="Draw the matrix as a terminal heatmap (or -o FILE.png).")] = False,
     by_offset: Annotated[bool, typer.Option("--by-offset", help="Mean similarity as a function of |i - j|.")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print), .npy (the matrix, or with"
+                       " --by-offset the curve) or .png (the heatmap, or the curve)") = None,
     format: FormatOpt = None,
 ):
     """Position-position similarity matrix of wpe: as data, a heatmap, or by offset."""
@@ -32,10 +34,12 @@ def positions(
     choice("metric", metric, METRICS)
     at_least_one("--step", step)
     not_together(("--heatmap", heatmap), ("--by-offset", by_offset), (f"-f {format}", format not in (None, "table")))
-    not_together((f"-o {output}", output), (f"-f {format}", format))  # -o writes the file, nothing goes to stdout
-    kind = output_kind(output, ("npy", "png")) if output else None
-    not_together(("--heatmap", heatmap), (f"-o {output}", kind == "npy"))  # a picture: -o takes a .png
-    out = env.writer(format)
+    out, kind = output_writer(env, output, format, ("npy", "png"))
+    if heatmap and kind in DATA_FILES + ("npy",):
+        from embscope.errors import UsageError
+
+        raise UsageError(f"--heatmap draws a picture: -o {output} holds data (use -o FILE.png for the picture)")
+    not_together((f"-o {output}", kind in ("npy", "png")), (f"-f {format}", format))  # the file is the output: stdout gets nothing
     m = source.load(env)
     m.require_positions()
     start, stop = parse_range(range_, m.n_positions)

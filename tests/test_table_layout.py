@@ -132,6 +132,10 @@ COMMANDS = {
     "neighbors arithmetic": ["neighbors", "king - man + woman"],
     "neighbors --all": ["neighbors", "--all", "--rows", "0:20", "-k", "3"],
     "positions --by-offset": ["positions", "--by-offset", "--step", "4"],
+    "sim matrix": ["sim", "king", "queen", "crown", "prince", "duke", "father", "son", "traitor", "Tower"],
+    "sim pairs": ["sim", "king", "queen", "the king's crown"],
+    "tokens": ["tokens", "To be, or not to be: that is the question"],
+    "tokens --grep": ["tokens", "--grep", "^kin"],
 }
 
 

@@ -301,7 +301,7 @@ def test_cli_untied_and_input_matrix(untied_llama, capsys):
 
 # --- options, formats and errors -------------------------------------------------------------------
 
-def test_given_unused_set_and_threshold(capsys):
+def test_given_unused_set_and_threshold(tmp_path, capsys):
     m = embscope.load(matrix="output")
     g = m.glitch(unused=range(3000, 3072), threshold=0.5, indicator="l2")
     assert g.unused.tolist() == list(range(3000, 3072)) and g.unused_given and g.percentile is None
@@ -314,6 +314,11 @@ def test_given_unused_set_and_threshold(capsys):
     assert code == 0, err
     assert "known unused: 72 rows given with --unused; threshold l2 <= 0.5 (--threshold)" in err
     assert len(out.splitlines()) == len(g.candidates) + 1
+    path = tmp_path / "candidates.tsv"  # -o FILE.tsv: the rows -f tsv would print, in the file
+    code, out, err = run(["glitch", "--unused", "3000:3072", "--threshold", "0.5", "--indicator", "l2",
+                          "-o", str(path)], capsys)
+    assert code == 0 and out == "" and tsv(path.read_text()) == [
+        {k: _text(v) for k, v in r.items()} for r in g.candidates.to_records()]
     code, out, err = run(["glitch", "--percentile", "10", "-f", "json"], capsys)
     records = json.loads(out)
     assert len(records) == len(m.glitch(percentile=10).candidates) > len(m.glitch().candidates)
@@ -323,13 +328,14 @@ def test_given_unused_set_and_threshold(capsys):
     (["--unused", "abc"], "--unused 'abc': expected ids and A:B ranges separated by commas, e.g. 177:188 or"
                           " 124,125,177:188"),
     (["--unused", "5:5"], "--unused '5:5': the range 5:5 is empty (need 0 <= A < B)"),
-    (["--threshold", "0.1", "--percentile", "3"], "--threshold and --percentile: give one or the other"),
+    (["--threshold", "0.1", "--percentile", "3"], "--threshold and --percentile cannot be used together"),
     (["--percentile", "101"], "--percentile must be between 0 and 100 (got 101)"),
     (["--indicator", "dot"], "unknown indicator 'dot' (choose from cosine, cosine_no_pc, l2)"),
     (["--top", "0"], "--top must be at least 1 (got 0)"),
-    (["--top", "5", "--all"], "--top lists candidates; --all lists every token: give one or the other"),
+    (["--top", "5", "--all"], "--all and --top cannot be used together"),
     (["--threshold", "nan"], "--threshold must be a finite number (got nan)"),
-    (["-o", "x.svg"], "-o x.svg: unknown file type (use .png)"),
+    (["-o", "x.svg"], "-o x.svg: unknown file type (use .tsv, .csv, .json, .jsonl or .png)"),
+    (["-o", "x.tsv", "-f", "csv"], "-f csv and -o x.tsv disagree: a file's format is its suffix"),
 ])
 def test_usage_errors(argv, message, capsys):
     code, out, err = run(["glitch", *argv], capsys)

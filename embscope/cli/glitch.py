@@ -8,15 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, MatrixOpt, ModelSource, at_least_one, choice, model_command, output_kind, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, at_least_one, choice, model_command, not_together, output_opt, output_writer,
+    warn_bad_rows,
 )
 from embscope.cli.context import Environment
 from embscope.errors import UsageError
 
 CANDIDATE_COLUMNS = ["rank", "id", "token", "indicator", "category", "norm", "in_other_tokens"]
 STAT_COLUMNS = ["indicator", "count", "mean", "std", "min", "p1", "p50", "p99", "max"]
-PictureOpt = Annotated[Optional[str], typer.Option(
-    "--output", "-o", metavar="FILE.png", help="Also draw the indicator's histogram, by category, with the threshold.")]
 SOURCES = {"byte-not-utf8": "single-byte tokens for bytes never in UTF-8 (0xC0, 0xC1, 0xF5-0xFF)",
            "unreachable": "unreachable tokens", "padding": "rows past the vocabulary"}
 
@@ -36,7 +35,8 @@ def glitch(
                                                         " normal tokens' indicator (default 2).")] = None,
     top: Annotated[Optional[int], typer.Option("--top", help="Show the N lowest candidates only.")] = None,
     all_rows: Annotated[bool, typer.Option("--all", help="One row per token: category and every indicator.")] = False,
-    output: PictureOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .png (the indicator's"
+                       " histogram by category, with the threshold; the rows still go to stdout)") = None,
     format: FormatOpt = None,
     matrix: MatrixOpt = "output",
 ):
@@ -46,18 +46,14 @@ def glitch(
 
     choice("indicator", indicator, INDICATORS)
     at_least_one("--top", top)
-    if threshold is not None and percentile is not None:
-        raise UsageError("--threshold and --percentile: give one or the other")
+    not_together(("--threshold", threshold), ("--percentile", percentile))
+    not_together(("--all", all_rows), ("--top", top))
     if threshold is not None and not math.isfinite(threshold):
         raise UsageError(f"--threshold must be a finite number (got {threshold})")
-    if top is not None and all_rows:
-        raise UsageError("--top lists candidates; --all lists every token: give one or the other")
     if percentile is not None and not 0 <= percentile <= 100:
         raise UsageError(f"--percentile must be between 0 and 100 (got {percentile:g})")
     ids = parse_ids(unused) if unused is not None else None
-    if output:
-        output_kind(output, ("png",))
-    out = env.writer(format)
+    out, kind = output_writer(env, output, format, ("png",))
     m = source.load(env, matrix)
     found = m.glitch(indicator=indicator, unused=ids, threshold=threshold,
                      percentile=PERCENTILE if percentile is None else percentile)
@@ -74,7 +70,7 @@ def glitch(
         if out.name == "table":
             _summary(env, out, found, m)
         _candidates(out, found, top)
-    if output:
+    if kind == "png":
         _picture(env, output, found)
 
 

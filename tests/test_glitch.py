@@ -382,19 +382,23 @@ def test_no_tokenizer_is_refused(hf_models, capsys):
                         " one to tell unused and unusable tokens from normal ones\n")
 
 
-def test_table_and_picture(tmp_path, capsys):
+def test_table_and_picture(tmp_path, capsys, monkeypatch):
     from matplotlib.image import imread
+
+    monkeypatch.delenv("COLUMNS", raising=False)  # a table into a pipe: never narrowed
 
     png = tmp_path / "indicators.png"
     code, out, err = run(["glitch", "--top", "3", "-f", "table", "-o", str(png)], capsys)
     assert code == 0, err
     g = embscope.load(matrix="output").glitch()
     lines = out.splitlines()
-    assert lines[:3] == ["bundled Tiny Shakespeare model: transformer.wte.weight (tied), 3072 x 256",
-                         "known unused: 13 rows: 13 single-byte tokens for bytes never in UTF-8 (0xC0, 0xC1, 0xF5-0xFF)",
-                         f"first principal component: {g.explained:.1%} of the variance"]
-    assert f"threshold cosine <= {g.threshold:.6g} (percentile 2 of the normal tokens): {len(g.candidates)} candidates" \
-        in lines
+    facts = [("field", "value"), ("matrix", "transformer.wte.weight (tied), 3072 x 256"),
+             ("known unused", "13 rows: 13 single-byte tokens for bytes never in UTF-8 (0xC0, 0xC1, 0xF5-0xFF)"),
+             ("first principal component", f"{g.explained:.1%} of the variance"),
+             ("threshold", f"cosine <= {g.threshold:.6g} (percentile 2 of the normal tokens): {len(g.candidates)}"
+                           " candidates")]
+    assert lines[:6] == ["bundled Tiny Shakespeare model: under-trained token candidates"] + [
+        f"{k:<25}  {v}" for k, v in facts]
     assert lines[-3].split()[:3] == ["1", "1173", "OKE"]
     assert err.endswith(f"wrote {png}\n")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and imread(str(png)).shape[2] == 4

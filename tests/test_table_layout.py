@@ -8,7 +8,7 @@ import pytest
 from rich.cells import cell_len
 
 import embscope
-from embscope.output import text_value
+from embscope.output import TableWriter, text_value
 from embscope.table_layout import MIN_WRAP, lay_out, shorten, wrap
 from tests.helpers import run, tsv
 from tests.terminal import run_on_terminal, screen
@@ -87,7 +87,7 @@ def test_wrap_and_shorten():
 
 # --- every command's tables at 60, 80, 120 columns --------------------------------------------------
 
-TOKEN_COLUMNS = ("token", "neighbor")
+TOKEN_COLUMNS = TableWriter.TOKEN_COLUMNS  # shown with visible spaces
 
 
 def shown(records: list[dict]) -> list[str]:
@@ -136,6 +136,7 @@ COMMANDS = {
     "sim pairs": ["sim", "king", "queen", "the king's crown"],
     "tokens": ["tokens", "To be, or not to be: that is the question"],
     "tokens --grep": ["tokens", "--grep", "^kin"],
+    "glitch": ["glitch", "--top", "8"],
 }
 
 

@@ -68,7 +68,7 @@ def glitch(
         out.close()
     else:
         if out.name == "table":
-            _summary(env, out, found, m)
+            _summary(out, found, m)
         _candidates(out, found, top)
     if kind == "png":
         _picture(env, output, found)
@@ -107,16 +107,15 @@ def threshold_text(found) -> str:
     return f"threshold {found.indicator} <= {found.threshold:.6g} ({how}): {len(found.candidates)} candidates"
 
 
-def _summary(env: Environment, out, found, m) -> None:
-    """The tables a person reads first: what was measured, the categories, the indicators."""
-    from rich.text import Text
-
-    from embscope.display import sanitize
-
-    lines = [f"{found.name}: {found.matrix}, {m.emb.vocab_rows} x {m.emb.dim}", unused_text(found),
-             f"first principal component: {found.explained:.1%} of the variance"]
-    for line in lines:
-        env.console.print(Text(sanitize(line)), soft_wrap=True)
+def _summary(out, found, m) -> None:
+    """The tables a person reads first: what was measured and against what, the categories, the
+    indicators' distributions."""
+    out.start(["field", "value"], title=f"{found.name}: under-trained token candidates")
+    out.write_rows([("matrix", f"{found.matrix}, {m.emb.vocab_rows} x {m.emb.dim}"),
+                    ("known unused", unused_text(found).removeprefix("known unused: ")),
+                    ("first principal component", f"{found.explained:.1%} of the variance"),
+                    ("threshold", threshold_text(found).removeprefix("threshold "))])
+    out.close()
     out.start(["category", "rows", "below_threshold"])
     out.write_rows((name, rows, below) for name, (rows, below) in found.counts().items())
     out.close()
@@ -124,7 +123,6 @@ def _summary(env: Environment, out, found, m) -> None:
     for name, s in found.stats().items():
         out.write({"indicator": name, **s.as_dict()})
     out.close()
-    env.console.print(Text(threshold_text(found)), soft_wrap=True)
 
 
 def _candidates(out, found, top: int | None) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embscope.analysis.principal_component import BLOCK, PrincipalComponent, first_component
+from embscope.analysis.principal_component import PrincipalComponent, first_component, row_mean
 from embscope.errors import ArgumentError, EmbscopeError
 from embscope.token_categories import NORMAL, NOT_UTF8, PADDING, TokenCategories
 
@@ -103,9 +103,14 @@ class Fitted:
 
 
 def fit(x: np.ndarray) -> Fitted:
-    """The finite rows of x (V, d) and their first principal component."""
+    """The finite rows of x (V, d) and their first principal component. The rows' float64 sum
+    is finite exactly when every row is (float32 values cannot add up past float64's range):
+    only then is the pass that finds the bad rows skipped."""
+    total = row_mean(x)
+    if np.isfinite(total[0]).all():
+        return Fitted(np.ones(x.shape[0], dtype=bool), first_component(x, mean=total))
     ok = _finite_rows(x)  # (V,)
-    return Fitted(ok, first_component(x, None if ok.all() else ok))
+    return Fitted(ok, first_component(x, ok))
 
 
 def indicators(x: np.ndarray, unused: np.ndarray, fitted: Fitted | None = None) -> Indicators:

@@ -140,14 +140,24 @@ def containing(pieces: tuple[bytes, ...], ids: np.ndarray, eligible: np.ndarray)
     for size, js in by_length.items():
         for j, found in zip(js, _packed_starts(data[:stops[size]], [needles[j] for j in js], size)):
             starts[j] = found
-    out = []
-    for needle, at in zip(needles, starts):
-        owner = np.searchsorted(ends, at, side="right")  # (m,) position in `order` of each match's token
-        inside = at + len(needle) <= ends[np.minimum(owner, len(ends) - 1)]
-        found = order[np.unique(owner[inside])]
-        found = found[eligible[found]]
-        out.append(found[np.lexsort((found, lengths[found]))])
-    return out
+    return _owners(starts, np.array([len(nd) for nd in needles], dtype=np.int64), order, ends, lengths, eligible)
+
+
+def _owners(starts: list[np.ndarray], sizes: np.ndarray, order: np.ndarray, ends: np.ndarray,
+            lengths: np.ndarray, eligible: np.ndarray) -> list[np.ndarray]:
+    """For each needle (its match offsets in the blob `starts`, its length in `sizes` (k,)), the
+    eligible tokens a match lies wholly inside, shortest first, ties by id: all needles at once."""
+    counts = np.array([len(a) for a in starts], dtype=np.int64)  # (k,)
+    which = np.repeat(np.arange(len(starts)), counts)  # (m,) the needle of each match
+    at = np.concatenate(starts + [np.zeros(0, dtype=np.int64)])  # (m,)
+    owner = np.searchsorted(ends, at, side="right")  # (m,) position in `order` of each match's token
+    inside = at + sizes[which] <= ends[np.minimum(owner, len(ends) - 1)]
+    which, token = which[inside], order[owner[inside]]
+    keep = eligible[token]
+    which, token = which[keep], token[keep]
+    pairs = np.unique(np.stack([which, lengths[token], token], axis=1), axis=0)  # by needle, length, id
+    bounds = np.searchsorted(pairs[:, 0], np.arange(len(starts) + 1))  # (k + 1,)
+    return [pairs[bounds[j]:bounds[j + 1], 2] for j in range(len(starts))]
 
 
 def _packed(data: np.ndarray, size: int) -> np.ndarray:

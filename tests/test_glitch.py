@@ -237,6 +237,25 @@ def _text(v) -> str:
     return text_value(v)
 
 
+def test_a_matrix_never_trained_has_no_settled_component(tmp_path, capsys):
+    """GPT-2's random initialisation (transformers' save_pretrained): every direction has about
+    the same variance, so the passes stop early and the command says the first-component
+    variant is unsettled."""
+    from tests.builders import save_gpt2
+
+    save_gpt2(tmp_path)
+    m = embscope.load(str(tmp_path), matrix="output")
+    g = m.glitch()
+    ref = magikarp_distances(m.wte.astype(np.float64), g.unused)
+    np.testing.assert_allclose(g.values["cosine"], ref["cosine"], rtol=0, atol=1e-12)  # not the PC's business
+    assert g.pc_steps == 6
+    note = ("note: the first principal component is not settled after 6 passes (no direction stands out, as in a"
+            " matrix never trained), so cosine_no_pc depends on which one was taken")
+    assert g.notes == (note,)
+    code, out, err = run(["glitch", "-m", str(tmp_path), "-f", "tsv", "--top", "1"], capsys)
+    assert code == 0 and note + "\n" in err
+
+
 # --- an untied model: the head, not the input embedding -----------------------------------------
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,8 @@ class HFTokenizer(Tokenizer):
         try:
             return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
         except Exception as e:  # noqa: BLE001 - as in encode
-            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode its own tokens ({first_line(e)})") from None
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode its own tokens"
+                                f" ({first_line(e)})") from None
 
     def special_ids(self) -> frozenset[int]:
         ids = {self._tok.token_to_id(t) for t in self._special} | {self.unk_id}
@@ -203,7 +204,8 @@ class TransformersTokenizer(Tokenizer):
             with native_call():
                 return [list(ids) for ids in self._tok(texts, add_special_tokens=False)["input_ids"]]
         except Exception as e:  # noqa: BLE001 - any failure inside transformers
-            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode its own tokens ({first_line(e)})") from None
+            raise EmbscopeError(f"{self.source}: the tokenizer cannot encode its own tokens"
+                                f" ({first_line(e)})") from None
 
     def special_ids(self) -> frozenset[int]:
         return frozenset(self._tok.all_special_ids)

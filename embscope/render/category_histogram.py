@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embscope.render.png import PLAIN, _label, _new_figure, _quiet, _save_atomic
+from embscope.render.png import _label, _new_figure, _quiet, _save_atomic
 
 # One colour per category (embscope.token_categories.CATEGORIES); normal tokens in grey.
 COLORS = {"special": "#9467bd", "byte-ascii": "#1f77b4", "byte-continuation": "#17becf", "byte-lead": "#2ca02c",
@@ -49,6 +49,5 @@ def save_category_histogram_png(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", frameon=True, fontsize="small")
     _label(ax, title, x_label, "tokens")
-    ax.set_title(title, **PLAIN)
     fig.tight_layout()
     return _save_atomic(fig, path)

@@ -43,12 +43,16 @@ def _global(
 
 def _register() -> None:
     from embscope.cli import cache, embed, info, neighbors, norms, positions
+    from embscope.cli.export import export_command
+    from embscope.cli.map import map_command
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
     app.command("positions")(positions.positions)
     app.command("norms")(norms.norms)
     app.command("embed")(embed.embed)
+    app.command("map")(map_command)
+    app.command("export")(export_command)
     app.add_typer(cache.app, name="cache")
 
 

@@ -44,7 +44,7 @@ class RowChoice:
 
     def given(self) -> list[str]:
         named = [("WORD", self.words), ("--near", self.near), ("--ids", self.ids), ("--sample", self.sample)]
-        return [name for name, v in named if v] + (["--positions"] if self.positions else [])
+        return [name for name, v in named if v is not None and v != []] + (["--positions"] if self.positions else [])
 
     def check(self, required_for: str | None) -> None:
         """Usage errors: more than one way to choose (or none, when `required_for` names what
@@ -71,5 +71,5 @@ class RowChoice:
         rows = m.select(words, near=self.near, k=self.top, ids=ids, sample=self.sample, seed=self.seed,
                         positions=self.positions, metric=self.metric, exact=self.exact)
         if rows.repeats:
-            env.note(f"{rows.repeats} tokens were named more than once: each is taken once")
+            env.note(f"{rows.repeats} repeated token{'s' * (rows.repeats > 1)} left out: each token is taken once")
         return rows

@@ -228,7 +228,7 @@ def _plot_lines(bits: np.ndarray, tint, placed, highlight: set[int], y_ticks: di
 def _x_axis(canvas: _Canvas, label_w: int, gutter: int, max_width: int) -> list[Text]:
     """Round-number ticks under the cells that hold them."""
     xmax = canvas.xmin + (2 * canvas.cols - 1) * canvas.scale
-    ticks = nice_ticks(canvas.xmin, xmax, max(1, canvas.cols // 10))
+    ticks = nice_ticks(canvas.xmin, xmax, max(2, canvas.cols // 8))
     step = ticks[1] - ticks[0] if len(ticks) > 1 else canvas.scale
     items = [(int(round((v - canvas.xmin) / canvas.scale)) // 2, s) for v, s in zip(ticks, fmt_fixed(ticks, step))]
     rule, labels = x_axis(canvas.cols, items, mark="┬", align="center",

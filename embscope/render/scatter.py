@@ -13,7 +13,7 @@ from rich.console import Group
 from rich.text import Text
 
 from embscope.display import sanitize, visible_spaces
-from embscope.render.axes import fmt_fixed, gutter_width, nice_ticks, resolution, x_axis
+from embscope.render.axes import fmt, fmt_fixed, gutter_width, nice_ticks, resolution, x_axis
 from embscope.render.colors import NAN_RGB, RGB, check_color, style, viridis
 from embscope.render.lineplot import BRAILLE_BASE, _BRAILLE_BITS, _segment
 from embscope.render.text import check_at_least_one, fit, fit_line, line, note_line, title_line
@@ -166,19 +166,25 @@ def _short(label: str) -> str:
 def _place_labels(dots, labels: Sequence[str], highlight: Sequence[int], busy: np.ndarray
                   ) -> dict[tuple[int, int], tuple[str, int]]:
     """{(line, first cell): (text, point index)} for the labels that fit: right of the point's
-    cell, else left of it, on cells with no dot and no other label (nor a label's neighbour)."""
+    cell, else left of it, on cells with no dot and no other label (nor a label's neighbour);
+    the highlighted points' labels first, over dots if need be."""
     lines, cols = busy.shape
     taken = busy.copy()  # cells a label may not use
+    labelled = np.zeros_like(busy)  # cells a label (or the gap beside it) uses
     placed = {}
-    rest = [i for i in range(len(dots)) if i not in set(highlight)]
+    first = set(highlight)
+    rest = [i for i in range(len(dots)) if i not in first]
     for i in [i for i in [*highlight, *rest] if labels[i]][:LABEL_TRIES]:
         text = _short(labels[i])
         w = cell_len(text)
         c, r = dots[i][0] // 2, dots[i][1] // 4
-        for start in (c + 1, c - w):
-            if 0 <= start and start + w <= cols and not taken[r, start:start + w].any():
+        # a highlighted label may cover dots (never another label) when no free place is left
+        for free in (taken, labelled) if i in first else (taken,):
+            start = next((s for s in (c + 1, c - w) if 0 <= s and s + w <= cols and not free[r, s:s + w].any()), None)
+            if start is not None:
                 placed[(r, start)] = (text, i)
                 taken[r, max(0, start - 1):start + w + 1] = True
+                labelled[r, max(0, start - 1):start + w + 1] = True
                 break
     return placed
 
@@ -238,7 +244,8 @@ def _x_axis(canvas: _Canvas, label_w: int, gutter: int, max_width: int) -> list[
 
 def _scale_line(values: np.ndarray, value_label: str, color: str, max_width: int) -> Text:
     """'label: lo ████████ hi' with the bar in viridis from lo to hi."""
-    lo, hi = fmt_fixed([float(values.min()), float(values.max())], resolution(float(values.min()), float(values.max())))
+    ends = [float(values.min()), float(values.max())]
+    lo, hi = [fmt(v) for v in ends] if np.all(values == np.round(values)) else fmt_fixed(ends, resolution(*ends))
     t = line(f"{sanitize(value_label)}: {lo} " if value_label else f"{lo} ")
     for j in range(16):
         t.append("█", style=style(color, fg=viridis(j / 15)))

@@ -268,15 +268,15 @@ class Map(_Records):
         return [{**row, **dict(zip(self.axes, xy))} for row, xy in zip(self.rows.to_records(), self.coords.tolist())]
 
     def variance_records(self) -> list[dict]:
-        """Per component: singular value, explained variance, its ratio, the cumulative ratio, and
-        (randomized SVD) the upper bound of the singular value and of the ratio."""
+        """Per component: the singular value and its upper bound, the explained variance, its share
+        of the total ("ratio") and that share's upper bound, and the cumulative share. The bounds
+        equal the values for the exact SVD; for the randomized one see embscope.analysis.pca."""
         if self.pca is None:
             raise EmbscopeError(f"a {self.method} map has no explained variance (only PCA has)")
         p = self.pca
         upper, ratio_upper = p.singular_value_bounds()[1], p.ratio_bounds()[1]
-        return [{"component": name, "singular_value": float(s), "singular_value_max": float(su),
-                 "explained_variance": float(v), "explained_variance_ratio": float(r),
-                 "ratio_max": float(ru), "cumulative_ratio": float(c)}
+        return [{"component": name, "singular_value": float(s), "singular_max": float(su), "variance": float(v),
+                 "ratio": float(r), "ratio_max": float(ru), "cumulative": float(c)}
                 for name, s, su, v, r, ru, c in zip(self.axes, p.singular_values, upper, p.explained_variance,
                                                     p.explained_variance_ratio, ratio_upper,
                                                     np.cumsum(p.explained_variance_ratio))]

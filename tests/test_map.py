@@ -39,10 +39,8 @@ def assert_pca_of(doc: dict, rows: np.ndarray, id_name: str = "id") -> None:
     expected = ref.transform(rows)
     signs = np.sign(np.sum(coords * expected, axis=0))
     np.testing.assert_allclose(coords * signs, expected, atol=1e-9)
-    np.testing.assert_allclose([c["explained_variance_ratio"] for c in doc["components"]],
-                               ref.explained_variance_ratio_, rtol=1e-9)
-    np.testing.assert_allclose([c["explained_variance"] for c in doc["components"]], ref.explained_variance_,
-                               rtol=1e-9)
+    np.testing.assert_allclose([c["ratio"] for c in doc["components"]], ref.explained_variance_ratio_, rtol=1e-9)
+    np.testing.assert_allclose([c["variance"] for c in doc["components"]], ref.explained_variance_, rtol=1e-9)
     np.testing.assert_allclose([c["singular_value"] for c in doc["components"]], ref.singular_values_, rtol=1e-9)
     assert doc["solver"] == "exact" and doc["error_bound"] is None
 
@@ -136,16 +134,17 @@ def test_variance_table(gpt2, capsys):
     code, out, err = run(["map", "--positions", "--variance", "-n", "4", "-m", d, "-f", "tsv"], capsys)
     assert code == 0, err
     rows = tsv(out)
-    assert list(rows[0]) == ["component", "singular_value", "singular_value_max", "explained_variance",
-                             "explained_variance_ratio", "ratio_max", "cumulative_ratio"]
+    assert list(rows[0]) == ["component", "singular_value", "singular_max", "variance", "ratio", "ratio_max",
+                             "cumulative"]
     ref = PCA(4).fit(wpe)
     assert [r["component"] for r in rows] == ["pc1", "pc2", "pc3", "pc4"]
-    np.testing.assert_allclose([float(r["explained_variance_ratio"]) for r in rows], ref.explained_variance_ratio_,
-                               rtol=1e-5)
-    np.testing.assert_allclose([float(r["cumulative_ratio"]) for r in rows],
+    np.testing.assert_allclose([float(r["ratio"]) for r in rows], ref.explained_variance_ratio_, rtol=1e-5)
+    np.testing.assert_allclose([float(r["variance"]) for r in rows], ref.explained_variance_, rtol=1e-5)
+    np.testing.assert_allclose([float(r["cumulative"]) for r in rows],
                                np.cumsum(ref.explained_variance_ratio_), rtol=1e-5)
     np.testing.assert_allclose([float(r["singular_value"]) for r in rows], ref.singular_values_, rtol=1e-5)
-    assert [r["singular_value_max"] for r in rows] == [r["singular_value"] for r in rows]  # exact: no slack
+    assert [r["singular_max"] for r in rows] == [r["singular_value"] for r in rows]  # exact: no slack
+    assert [r["ratio_max"] for r in rows] == [r["ratio"] for r in rows]
 
 
 def test_more_components(gpt2, capsys):
@@ -170,12 +169,12 @@ def test_randomized(gpt2, capsys):
     assert doc["solver"] == "randomized" and doc["error_bound"] > 0
     exact = PCA(2).fit(wte[:300])
     for c, s, r in zip(doc["components"], exact.singular_values_, exact.explained_variance_ratio_):
-        assert c["singular_value"] <= s * (1 + 1e-9) <= c["singular_value_max"] * (1 + 1e-9)
-        assert c["explained_variance_ratio"] <= r * (1 + 1e-9) <= c["ratio_max"] * (1 + 1e-9)
-    shares = ", ".join(f"{c['component']} {c['explained_variance_ratio']:.2%} (at most {c['ratio_max']:.2%})"
+        assert c["singular_value"] <= s * (1 + 1e-9) <= c["singular_max"] * (1 + 1e-9)
+        assert c["ratio"] <= r * (1 + 1e-9) <= c["ratio_max"] * (1 + 1e-9)
+    shares = ", ".join(f"{c['component']} {c['ratio']:.2%} (at most {c['ratio_max']:.2%})"
                        for c in doc["components"])
-    assert err == (f"{shares} of the variance\nrandomized SVD of 300 centred rows, seed 5: each singular value is"
-                   f" within {doc['error_bound']:.4g} of the true one, with probability at least 1 - 1e-10\n")
+    assert err == (f"{shares} of the variance\nrandomized SVD of 300 centred rows, seed 5: the rows it misses have"
+                   f" norm at most {doc['error_bound']:.4g}, with probability at least 1 - 1e-10\n")
 
 
 def test_npy(gpt2, capsys, tmp_path):
@@ -337,3 +336,14 @@ def test_api(gpt2):
         m.select(near="king", positions=True)
     with pytest.raises(embscope.EmbscopeError, match="unknown method 'mds'"):
         m.map(rows, method="mds")
+
+
+def test_pages_show_real_runs():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for command in ("map", "export"):
+        assert f"<!-- example: embscope {command}" in (docs / f"{command}.md").read_text() or \
+            f"embscope {command} --to" in (docs / f"{command}.md").read_text()
+    for picture in ("map-positions.png", "map-king.png", "map-king.html"):
+        assert (docs / "img" / picture).stat().st_size < 64_000

@@ -16,9 +16,10 @@ Taken with B = Gᵐ, whose norm is ‖E‖₂²ᵐ, and r = 10, m = 4:
     ‖E‖₂ ≤ (10·√(2/π)·maxᵢ‖Gᵐ ωᵢ‖)^(1/2m)     with probability at least 1 - 10⁻¹⁰
 
 (the power m shrinks the slack of the plain bound, which is about ‖E‖_F / ‖E‖₂, to its 2m-th
-root). Each singular value found then lies within that bound of the true one:
-σ̃ⱼ ≤ σⱼ ≤ σ̃ⱼ + ‖E‖₂ (a projection cannot add to a singular value; Weyl's inequality bounds
-what it can take away).
+root). Each singular value found then brackets the true one: σ̃ⱼ² ≤ σⱼ² ≤ σ̃ⱼ² + ‖E‖₂². The
+projection cannot add to a singular value; and XᵀX = XᵀQQᵀX + EᵀE, a sum of two positive
+semi-definite matrices, so by Weyl's inequality its j-th eigenvalue σⱼ² is at most the first
+one's j-th, σ̃ⱼ², plus the second one's largest, ‖E‖₂².
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class Pca:
 
     def singular_value_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) bounds of the true singular values: equal for the exact solver."""
-        return self.singular_values, self.singular_values + (self.error_bound or 0.0)
+        if not self.error_bound:
+            return self.singular_values, self.singular_values
+        return self.singular_values, np.sqrt(self.singular_values**2 + self.error_bound**2)
 
     def ratio_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) bounds of the true explained variance ratios."""

@@ -93,8 +93,8 @@ def _notes(found, seed: int) -> list[str]:
         return [f"{', '.join(shares)} of the variance (exact SVD of {n} centred rows)"]
     upper = p.ratio_bounds()[1]
     return [f"{', '.join(f'{s} (at most {u:.2%})' for s, u in zip(shares, upper))} of the variance",
-            f"randomized SVD of {n} centred rows, seed {seed}: each singular value is within {p.error_bound:.4g}"
-            " of the true one, with probability at least 1 - 1e-10"]
+            f"randomized SVD of {n} centred rows, seed {seed}: the rows it misses have norm at most"
+            f" {p.error_bound:.4g}, with probability at least 1 - 1e-10"]
 
 
 def _perplexity(n: int) -> float:
@@ -114,8 +114,9 @@ def _title(m, found) -> str:
     return f"{m.name}: {found.rows.description}" + (f", {NAMES[found.method]}" if found.method != "pca" else "")
 
 
-def _plot_args(m, found, for_terminal: bool) -> dict:
-    """What every picture of the map takes: x, y, labels, colours, highlight, title, axis labels."""
+def _plot_args(m, found, few_labels: bool) -> dict:
+    """What the pictures of the map take: x, y, labels, colours, highlight, title, axis labels;
+    `few_labels`: positions labelled at round numbers only (terminal, PNG), else all (HTML)."""
     import numpy as np
 
     from embscope.display import visible_spaces
@@ -125,7 +126,7 @@ def _plot_args(m, found, for_terminal: bool) -> dict:
     x_label, y_label = _axis_labels(found)
     args = {"x": found.coords[:, 0], "y": y, "title": _title(m, found), "x_label": x_label, "y_label": y_label}
     if rows.kind == "positions":
-        labels = list(rows.labels) if not for_terminal else _position_labels(rows.ids)
+        labels = _position_labels(rows.ids) if few_labels else list(rows.labels)
         return {**args, "labels": labels, "values": rows.ids, "value_label": "position", "joined": True}
     where = {int(i): j for j, i in enumerate(rows.ids.tolist())}
     return {**args, "labels": [visible_spaces(t) for t in rows.labels],
@@ -146,7 +147,7 @@ def _picture(env: Environment, m, found, notes: list[str]) -> None:
 
     height = max(6, min(MAX_PLOT_LINES, env.console.height - 10))
     env.console.print(scatter(**_plot_args(m, found, True), max_width=env.console.width, max_height=height,
-                              color=env.color, footer=notes))
+                              color=env.color, footer=notes, over_dots=found.rows.kind == "positions"))
 
 
 def _save(env: Environment, m, found, output: str, kind: str, notes: list[str]) -> None:

@@ -54,6 +54,7 @@ def scatter(
     value_label: str = "",
     highlight: Sequence[int] = (),
     joined: bool = False,
+    over_dots: bool = False,
     footer: Sequence[str] = (),
 ) -> Group:
     """A braille scatter plot of the points (x[i], y[i]), at most max_width cells wide and
@@ -62,7 +63,8 @@ def scatter(
     With colour, points are one colour, or viridis of `values` (a colour scale line below says
     which `value_label` runs from which min to which max); points at the indices `highlight`
     are red and labelled first. `joined` draws a line from each point to the next (a curve
-    such as the positions'). Labels (escaped, spaces shown as '␣', cut to LABEL_CELLS cells; ''
+    such as the positions'); `over_dots` lets labels cover dots where no free place is left (a
+    few labels on a dense curve). Labels (escaped, spaces shown as '␣', cut to LABEL_CELLS cells; ''
     for none)
     go right of their point, else left, on free cells only. Below the axes: x_label, then one
     footnote per entry of `footer` and how many points are labelled.
@@ -76,7 +78,7 @@ def scatter(
     canvas, y_ticks, label_w, gutter = _layout(xs, ys, max_width, max_height)
     dots = [canvas.dot(a, b) for a, b in zip(xs.tolist(), ys.tolist())]
     bits, tint = _draw(dots, _tints(len(xs), values, highlight, color), joined, canvas)
-    placed = _place_labels(dots, labels, highlight, bits != 0)
+    placed = _place_labels(dots, labels, highlight, bits != 0, over_dots)
     lines = [title_line(title, max_width, color)]
     if y_label:
         lines.append(fit_line(sanitize(y_label), max_width))
@@ -163,11 +165,11 @@ def _short(label: str) -> str:
     return text + "…"
 
 
-def _place_labels(dots, labels: Sequence[str], highlight: Sequence[int], busy: np.ndarray
+def _place_labels(dots, labels: Sequence[str], highlight: Sequence[int], busy: np.ndarray, over_dots: bool
                   ) -> dict[tuple[int, int], tuple[str, int]]:
     """{(line, first cell): (text, point index)} for the labels that fit: right of the point's
     cell, else left of it, on cells with no dot and no other label (nor a label's neighbour);
-    the highlighted points' labels first, over dots if need be."""
+    the highlighted points' labels first, over dots if need be (every label with `over_dots`)."""
     lines, cols = busy.shape
     taken = busy.copy()  # cells a label may not use
     labelled = np.zeros_like(busy)  # cells a label (or the gap beside it) uses
@@ -179,7 +181,7 @@ def _place_labels(dots, labels: Sequence[str], highlight: Sequence[int], busy: n
         w = cell_len(text)
         c, r = dots[i][0] // 2, dots[i][1] // 4
         # a highlighted label may cover dots (never another label) when no free place is left
-        for free in (taken, labelled) if i in first else (taken,):
+        for free in (taken, labelled) if over_dots or i in first else (taken,):
             start = next((s for s in (c + 1, c - w) if 0 <= s and s + w <= cols and not free[r, s:s + w].any()), None)
             if start is not None:
                 placed[(r, start)] = (text, i)

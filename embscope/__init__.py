@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "load", "Model", "EmbscopeError",
     "Neighbors", "Neighbor", "KnnBlock", "PositionSimilarity", "Norms", "Embedding", "Stats",
+    "Selection", "Map", "Export",
 ]
 
 _WHERE = {
@@ -19,6 +20,7 @@ _WHERE = {
     "Neighbors": "embscope.results", "Neighbor": "embscope.results", "KnnBlock": "embscope.results",
     "PositionSimilarity": "embscope.results", "Norms": "embscope.results", "Embedding": "embscope.results",
     "Stats": "embscope.analysis.norms",
+    "Selection": "embscope.results", "Map": "embscope.results", "Export": "embscope.results",
 }
 
 

@@ -284,7 +284,7 @@ class Model:
         labels = tuple(str(i) for i in ids.tolist()) if kind == "positions" else tuple(self.token(i) for i in ids.tolist())
         return Selection(kind, ids, labels, description, **more)
 
-    def rows(self, rows: Selection):
+    def vectors(self, rows: Selection):
         """The selected rows of wte (or wpe) as a (n, d) matrix read block by block (`rows(a, b)`)."""
         from embscope.export.source import RowView
 
@@ -303,8 +303,7 @@ class Model:
 
         _choice("method", method, METHODS)
         _choice("svd solver", svd, SOLVERS)
-        view = self.rows(rows)
-        x = view.rows(0, len(rows))  # (n, d)
+        x = self.vectors(rows).rows(0, len(rows))  # (n, d)
         bad = nonfinite_rows(x)
         if len(bad):
             keep = np.setdiff1d(np.arange(len(rows)), bad)
@@ -340,7 +339,7 @@ class Model:
         _choice("export format", to, w.FORMATS)
         rows = self.select() if rows is None else rows
         w.check_target(to, path)
-        view = self.rows(rows)
+        view = self.vectors(rows)
         keys = None if rows.kind == "positions" else self.keys(rows, spaces=to == "word2vec")
         renamed = 0
         if to == "projector":

@@ -246,8 +246,7 @@ def test_tsne_equals_sklearn(gpt2, capsys):
     ref = TSNE(2, perplexity=59 / 3, metric="cosine", init="pca", random_state=2).fit_transform(
         wte[:60].astype(np.float32))
     np.testing.assert_allclose([[r["tsne1"], r["tsne2"]] for r in rows], ref, rtol=1e-4, atol=1e-3)
-    assert err == ("t-SNE of 60 rows (cosine distances, perplexity 19.7, seed 2): nearness is kept, distances"
-                   " between far groups and the axes mean nothing\n")
+    assert err == "t-SNE of 60 rows (cosine, perplexity 19.7, seed 2): it keeps neighbourhoods, not distances\n"
 
 
 def test_install_hints(gpt2, capsys, monkeypatch):
@@ -347,3 +346,22 @@ def test_pages_show_real_runs():
             f"embscope {command} --to" in (docs / f"{command}.md").read_text()
     for picture in ("map-positions.png", "map-king.png", "map-king.html"):
         assert (docs / "img" / picture).stat().st_size < 64_000
+
+
+def test_empty_stdin(gpt2, capsys, monkeypatch):
+    d, _, _ = gpt2
+    code, out, err = run(["map", "-", "-m", d], capsys, stdin="\n  \n", monkeypatch=monkeypatch)
+    assert (code, out, err) == (2, "", "embscope: error: no tokens on stdin\n")
+
+
+def test_umap_equals_umap_learn(gpt2, capsys):
+    """Only where umap-learn is installed (it is no test dependency: numba is large)."""
+    umap = pytest.importorskip("umap")
+    d, wte, _ = gpt2
+    code, out, err = run(["map", "--ids", "0:60", "--method", "umap", "--seed", "2", "-m", d, "-f", "jsonl"], capsys)
+    assert code == 0, err
+    rows = jsonl(out)
+    assert list(rows[0]) == ["id", "token", "umap1", "umap2"]
+    ref = umap.UMAP(n_components=2, n_neighbors=15, metric="cosine", random_state=2).fit_transform(
+        wte[:60].astype(np.float32))
+    np.testing.assert_allclose([[r["umap1"], r["umap2"]] for r in rows], ref, rtol=1e-4, atol=1e-3)

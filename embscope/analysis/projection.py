@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from embscope.analysis.pca import Pca, pca
@@ -36,7 +38,9 @@ def tsne(x: np.ndarray, k: int, seed: int) -> np.ndarray:
         raise missing_extra("scikit-learn", "tsne", "The t-SNE map (--method tsne)") from None
     model = TSNE(n_components=k, perplexity=tsne_perplexity(len(x)), metric="cosine", init="pca",
                  random_state=seed)
-    return model.fit_transform(np.asarray(x, dtype=np.float32)).astype(np.float64)
+    with warnings.catch_warnings():  # scikit-learn's FutureWarnings are not the user's business
+        warnings.simplefilter("ignore")
+        return model.fit_transform(np.asarray(x, dtype=np.float32)).astype(np.float64)
 
 
 def umap(x: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -47,7 +51,9 @@ def umap(x: np.ndarray, k: int, seed: int) -> np.ndarray:
         raise missing_extra("umap-learn", "umap", "The UMAP map (--method umap)") from None
     model = umap_learn.UMAP(n_components=k, n_neighbors=min(NEIGHBORS, len(x) - 1), metric="cosine",
                             random_state=seed)
-    return np.asarray(model.fit_transform(np.asarray(x, dtype=np.float32)), dtype=np.float64)
+    with warnings.catch_warnings():  # "n_jobs value 1 overridden to 1 by setting random_state": noise
+        warnings.simplefilter("ignore")
+        return np.asarray(model.fit_transform(np.asarray(x, dtype=np.float32)), dtype=np.float64)
 
 
 def require_method(method: str) -> None:

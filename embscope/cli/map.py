@@ -84,9 +84,9 @@ def _notes(found, seed: int) -> list[str]:
     """What the map is, for people: the variance each axis shows, and how it was computed."""
     n = len(found.rows)
     if found.pca is None:
-        extra = {"tsne": f"perplexity {_perplexity(n):.3g}", "umap": f"{min(15, n - 1)} neighbours"}[found.method]
-        return [f"{NAMES[found.method]} of {n} rows (cosine distances, {extra}, seed {seed}): nearness is"
-                " kept, distances between far groups and the axes mean nothing"]
+        extra = _method_settings(found.method, n)
+        return [f"{NAMES[found.method]} of {n} rows (cosine, {extra}, seed {seed}): it keeps neighbourhoods,"
+                " not distances"]
     p = found.pca
     shares = [f"{a} {r:.2%}" for a, r in zip(found.axes, p.explained_variance_ratio)]
     if p.solver == "exact":
@@ -97,10 +97,10 @@ def _notes(found, seed: int) -> list[str]:
             f" {p.error_bound:.4g}, with probability at least 1 - 1e-10"]
 
 
-def _perplexity(n: int) -> float:
-    from embscope.analysis.projection import tsne_perplexity
+def _method_settings(method: str, n: int) -> str:
+    from embscope.analysis.projection import NEIGHBORS, tsne_perplexity
 
-    return tsne_perplexity(n)
+    return f"perplexity {tsne_perplexity(n):.3g}" if method == "tsne" else f"{min(NEIGHBORS, n - 1)} neighbours"
 
 
 def _axis_labels(found) -> tuple[str, str]:

@@ -119,6 +119,7 @@ _SCRIPT = r"""
     first.concat(order.filter(function (i) { return !match[i] || hi[i]; })).some(function (i) {
       var label = data.labels[i];
       if (!label) return false;
+      if (label.length > 24) label = label.slice(0, 23) + "\u2026";  // the tooltip has it whole
       var x = sx(pts[i][0]) + 5, y = sy(pts[i][1]);
       if (x < 0 || x > w || y < 0 || y > h) return false;
       if (++tried > 5000) return true;

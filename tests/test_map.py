@@ -173,8 +173,8 @@ def test_randomized(gpt2, capsys):
         assert c["ratio"] <= r * (1 + 1e-9) <= c["ratio_max"] * (1 + 1e-9)
     shares = ", ".join(f"{c['component']} {c['ratio']:.2%} (at most {c['ratio_max']:.2%})"
                        for c in doc["components"])
-    assert err == (f"{shares} of the variance\nrandomized SVD of 300 centred rows, seed 5: the rows it misses have"
-                   f" norm at most {doc['error_bound']:.4g}, with probability at least 1 - 1e-10\n")
+    assert err == (f"{shares} of the variance\nrandomized SVD of 300 centred rows, seed 5: the part of them it misses"
+                   f" has a norm of at most {doc['error_bound']:.4g} (with probability at least 1 - 1e-10)\n")
 
 
 def test_npy(gpt2, capsys, tmp_path):

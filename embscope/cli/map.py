@@ -93,8 +93,8 @@ def _notes(found, seed: int) -> list[str]:
         return [f"{', '.join(shares)} of the variance (exact SVD of {n} centred rows)"]
     upper = p.ratio_bounds()[1]
     return [f"{', '.join(f'{s} (at most {u:.2%})' for s, u in zip(shares, upper))} of the variance",
-            f"randomized SVD of {n} centred rows, seed {seed}: the rows it misses have norm at most"
-            f" {p.error_bound:.4g}, with probability at least 1 - 1e-10"]
+            f"randomized SVD of {n} centred rows, seed {seed}: the part of them it misses has a norm of at most"
+            f" {p.error_bound:.4g} (with probability at least 1 - 1e-10)"]
 
 
 def _method_settings(method: str, n: int) -> str:

@@ -17,22 +17,26 @@ from embscope.errors import EmbscopeError
 from embscope.model import Embeddings
 from embscope.results import (
     Embedding, Export, Info, KnnBlock, Map, Neighbors, NormOutliers, Norms, PositionSimilarity, Selection,
+    Similarity, Tokens,
 )
 
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
          tokenizer: str | None = None, meta: str | None = None, step: int | None = None,
-         progress: bool = False) -> Model:
+         progress: bool = False, matrix: str = "input") -> Model:
     """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory, a
     training-run folder (nanochat, llm.c: the last step, or `step`) or a Hugging Face hub id
     (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None and $EMBSCOPE_MODEL
     is unset. Reads only the embedding tensors, memory-mapped; never torch. What loading noticed
     (which keys were taken, say) is in `Model.emb.notes`. `progress=True` shows a progress bar
-    on stderr while weights come from the Hugging Face Hub."""
+    on stderr while weights come from the Hugging Face Hub. `matrix="output"`: every question
+    about tokens is asked of the output embedding (the LM head: `lm_head.weight`, Pythia's
+    `embed_out.weight`) instead of the input one; a model that ties them has one matrix for both
+    (said in `Model.emb.notes`)."""
     from embscope.model import load as load_embeddings
 
     return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta,
-                                 step=step, progress=progress))
+                                 step=step, progress=progress, matrix=matrix))
 
 
 def _choice(name: str, value: str, allowed: Iterable[str]) -> str:
@@ -63,6 +67,11 @@ class Model:
         return self.emb.tokenizer
 
     @property
+    def matrix(self) -> str:
+        """"input" or "output": which token matrix `wte` and every question about tokens use."""
+        return self.emb.matrix
+
+    @property
     def n_tokens(self) -> int:
         """Real tokens: rows [n_tokens, V) of `wte` are vocabulary padding."""
         return self.emb.n_tokens
@@ -76,7 +85,8 @@ class Model:
 
     @functools.cached_property
     def wte(self) -> np.ndarray:
-        """(V, d) float32 token embeddings: memory-mapped when stored as float32, else converted
+        """(V, d) float32 token embeddings (the output embedding when loaded with
+        `matrix="output"`): memory-mapped when stored as float32, else converted
         (once: the array is kept)."""
         m = self.emb.wte
         return m.raw if m.raw.dtype == np.float32 else m.to_float32()
@@ -121,18 +131,21 @@ class Model:
         return self._index
 
     def query(self, text: str | list[str], exact: bool = False):
-        """A word, '#id', or arithmetic ('king - man + woman') resolved to token ids."""
+        """A word, '#id', text or arithmetic ('king - man + woman') resolved to token ids. A
+        string is one argument; a list is the arguments of the CLI, where words side by side
+        (["king", "queen"]) are added."""
         from embscope import queries
 
         return queries.resolve(self.emb, [text] if isinstance(text, str) else list(text), exact)
 
-    def neighbors(self, query: str, k: int = 10, *, metric: str = "cosine", exact: bool = False,
+    def neighbors(self, query: str | list[str], k: int = 10, *, metric: str = "cosine", exact: bool = False,
                   include_query: bool = False, cosmul: bool = False) -> Neighbors:
-        """The k nearest tokens to a word (' word' when that is one token), '#id' or arithmetic."""
+        """The k nearest tokens to a word (' word' when that is one token), '#id', text or
+        arithmetic; a list of words is added as gensim's most_similar(positive=[...]) adds them."""
         return self.neighbors_many([query], k, metric=metric, exact=exact, include_query=include_query,
                                    cosmul=cosmul)[0]
 
-    def neighbors_many(self, queries: Iterable[str], k: int = 10, *, metric: str = "cosine",
+    def neighbors_many(self, queries: Iterable[str | list[str]], k: int = 10, *, metric: str = "cosine",
                        exact: bool = False, include_query: bool = False, cosmul: bool = False) -> list[Neighbors]:
         """`neighbors` for many queries at once: one blocked matrix product for all of them."""
         qs = [self.query(q, exact) for q in queries]
@@ -172,19 +185,20 @@ class Model:
         if cosmul and metric != "cosine":
             raise EmbscopeError("3CosMul works with the cosine metric only")
 
-    def sim(self, a: str, b: str, *, metric: str = "cosine", exact: bool = False) -> float:
-        """Similarity of two words, '#id's or texts (several tokens: the mean of their vectors)."""
-        from embscope.analysis.positions import similarity_matrix
-        from embscope.queries import term_vector
+    def sim(self, *items: str, metric: str = "cosine", exact: bool = False) -> Similarity:
+        """Similarity of two or more words, '#id's or texts, pairwise: each item as `neighbors`
+        reads one argument (a text of several tokens is the mean of their vectors); `.score`
+        for two items, `.matrix` (n, n) for more. Euclidean: distances."""
+        from embscope.analysis.sim import item_vectors, pairwise
 
+        if len(items) == 1 and not isinstance(items[0], str):  # sim(["a", "b", "c"])
+            items = tuple(items[0])
         _choice("metric", metric, METRICS)
-        vectors = []
-        for text in (a, b):
-            q = self.query([text], exact)
-            if len(q.terms) != 1:
-                raise EmbscopeError(f"'{text}': sim compares words or texts, not arithmetic")
-            vectors.append(term_vector(self.emb, q.terms[0]))
-        return float(similarity_matrix(np.stack(vectors), metric)[0, 1])
+        qs = [self.query(text, exact) for text in items]
+        vectors = item_vectors(self.emb, qs)  # (n, d)
+        ids = tuple(tuple(q.ids) for q in qs)
+        return Similarity(metric, tuple(items), ids, tuple(tuple(self.token(i) for i in t) for t in ids),
+                          vectors, pairwise(vectors, metric))
 
     def positions(self, metric: str = "cosine", *, start: int = 0, stop: int | None = None,
                   step: int = 1) -> PositionSimilarity:
@@ -364,8 +378,11 @@ class Model:
         return out
 
     def _tensor_name(self, rows: Selection) -> str:
-        layout = self.emb.layout
-        return (layout.wpe_key if rows.kind == "positions" else layout.wte_key) or "embeddings"
+        """The name of the tensor the rows come from (the LM head's with matrix="output")."""
+        e = self.emb
+        if rows.kind == "positions":
+            return e.layout.wpe_key or "positions"
+        return (e.head_key if e.matrix == "output" and e.head_key else e.layout.wte_key) or "embeddings"
 
     def encode(self, text: str, *, bos: bool = False) -> list[int]:
         """The token ids the model sees for `text` (special tokens only with `bos`)."""
@@ -374,6 +391,43 @@ class Model:
         if self.tokenizer is None:
             raise EmbscopeError(f"{self.name}: this model has no tokenizer, so text cannot be embedded")
         return ([bos_id(self.emb)] if bos else []) + self.tokenizer.encode(text)
+
+    def tokenize(self, text: str, *, bos: bool = False) -> Tokens:
+        """How `text` tokenizes: the ids the model sees (`encode`), their tokens and row norms."""
+        self._require_tokenizer()
+        ids = self.encode(text, bos=bos)
+        if ids and max(ids) >= self.n_tokens:  # a tokenizer larger than the matrix
+            raise EmbscopeError(f"token id {max(ids)} is beyond the model's {self.n_tokens} tokens")
+        return self._tokens(text, ids)
+
+    def lookup(self, ids: Iterable[int]) -> Tokens:
+        """Tokens by id, with their row norms."""
+        ids = [int(i) for i in ids]
+        for i in ids:
+            if not 0 <= i < self.n_tokens:
+                raise EmbscopeError(f"token id #{i} is out of range (the model has {self.n_tokens} tokens)")
+        self._require_tokenizer()
+        return self._tokens(None, ids)
+
+    def grep(self, pattern: str, *, seconds: float | None = None) -> Tokens:
+        """The tokens whose printed text (`token(id)`: escaped as the CLI prints it, spaces as
+        spaces) `pattern` finds (`re.search`), by id. A pattern still running after `seconds`
+        (default 10) is stopped with an error."""
+        from embscope.analysis.vocab import GREP_SECONDS, grep
+
+        self._require_tokenizer()
+        labels = [self.token(i) for i in range(self.n_tokens)]
+        return self._tokens(None, grep(labels, pattern, GREP_SECONDS if seconds is None else seconds).tolist())
+
+    def _require_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise EmbscopeError(f"{self.name}: this model has no tokenizer, so its tokens have no text")
+
+    def _tokens(self, text: str | None, ids: list[int]) -> Tokens:
+        from embscope.analysis.vocab import token_norms
+
+        return Tokens(text, np.array(ids, dtype=np.int64), tuple(self.token(i) for i in ids),
+                      token_norms(self.emb.wte, ids) if ids else np.zeros(0))
 
     def embed(self, text: str, *, bos: bool = False, truncate: bool = False) -> Embedding:
         """Token + position embedding of each token of `text`, as the model's embedding layer
@@ -389,6 +443,9 @@ class Model:
 
         if not ids:
             raise EmbscopeError(f"'{text}' has no tokens")
+        if self.matrix != "input":
+            raise EmbscopeError("the embedding layer adds the input embedding to the positions: load the"
+                                " model with matrix='input' to embed a text")
         parts = embed_ids(self.emb, ids)
         return Embedding(text, tuple(ids), tuple(self.token(i) for i in ids), parts["token"],
                          parts.get("position"), parts["sum"])

@@ -551,6 +551,10 @@ def test_cache_lists_and_removes(hub):
         expect.append({"repo": repo_id, "commit": commit, "revisions": ",".join(revs), "tensors": n,
                        "bytes": size, "size": f"{size / 2**20:.1f} MiB"})
     assert rows == expect
+    listed = hub.home / "cache.json"
+    p = embscope("cache", "-o", str(listed))  # -o: what -f json prints, in a file
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", f"wrote {listed}\n")
+    assert json.loads(listed.read_text()) == expect
     p = embscope("cache", "remove", "org/gpt2@v1")
     assert (p.returncode, p.stdout) == (0, "")
     assert p.stderr == f"removed org/gpt2@{C['gpt2-fp16']}: 2 tensors, {expect[2]['size']}\n"
@@ -622,3 +626,23 @@ def test_a_cached_run_imports_no_http(hub):
     modules = _imports("info", "-m", "org/gpt2", env={"HF_HUB_OFFLINE": "1"})
     assert "embscope.io.hub_reader" in modules and "huggingface_hub.constants" in modules
     assert not {m.split(".")[0] for m in modules} & {"httpx2", "torch", "transformers"}
+
+
+def test_output_matrix_from_the_hub_then_offline(hub, hf_models, monkeypatch):
+    """--matrix output on a hub repo: the untied lm_head's bytes travel too, and are cached."""
+    ref = hf_models["llama"]
+    emb = load("org/llama", matrix="output")
+    assert emb.head_key == "lm_head.weight"
+    assert np.array_equal(emb.wte.to_float32(), ref.facts["lm_head"])
+    hub.reset()
+    go_offline(monkeypatch, hub)
+    assert np.array_equal(load("org/llama", matrix="output").wte.to_float32(), ref.facts["lm_head"])
+    assert hub.log == []
+
+
+def test_output_matrix_offline_when_only_the_input_was_fetched(hub, monkeypatch):
+    load("org/llama")
+    go_offline(monkeypatch, hub)
+    with pytest.raises(EmbscopeError, match=r"^org/llama: tensor 'lm_head.weight' is not in embscope's cache"
+                       r" \(the hub is offline or unreachable\)$"):
+        load("org/llama", matrix="output")

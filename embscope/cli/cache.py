@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt
+from embscope.cli.common import FormatOpt, OutputOpt, output_writer
 from embscope.cli.context import Environment
 
 app = typer.Typer(help="List (with sizes) or remove the tensors embscope fetched from the Hub.",
@@ -19,20 +19,29 @@ def _human(n: int) -> str:
 
 
 @app.callback()
-def cache(ctx: typer.Context, format: FormatOpt = None):
+def cache(ctx: typer.Context, output: OutputOpt = None, format: FormatOpt = None):
     """List (with sizes) or remove the tensors embscope fetched from the Hub."""
     if ctx.invoked_subcommand is None:
-        list_entries(ctx, format)
+        list_entries(ctx, output, format)
 
 
 @app.command("list")
-def list_entries(ctx: typer.Context, format: FormatOpt = None):
+def list_entries(ctx: typer.Context, output: OutputOpt = None, format: FormatOpt = None):
     """One row per cached commit: repo, commit, the revisions that named it, tensors, bytes."""
+    env: Environment = ctx.obj
+    out, _ = output_writer(env, output, format)
+    try:
+        _list(env, out)
+    except BaseException:
+        env.discard_files()
+        raise
+    env.finish_files()
+
+
+def _list(env: Environment, out) -> None:
     from embscope.io import hub_cache
 
-    env: Environment = ctx.obj
     entries = hub_cache.entries()
-    out = env.writer(format)
     if not entries and out.name == "table":  # an empty table says less than a sentence
         env.note(f"nothing cached in {hub_cache.root()}")
         return

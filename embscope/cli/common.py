@@ -27,6 +27,9 @@ _STEP_HELP = "Training step to read from a folder of steps (nanochat, llm.c snap
 # `positions` has a --step of its own (every S-th position): there only --checkpoint-step is offered.
 StepOpt = Annotated[Optional[int], typer.Option("--step", "--checkpoint-step", metavar="N", help=_STEP_HELP)]
 CheckpointStepOpt = Annotated[Optional[int], typer.Option("--checkpoint-step", metavar="N", help=_STEP_HELP)]
+MatrixOpt = Annotated[str, typer.Option(
+    "--matrix", metavar="WHICH", help="input (the token embedding) or output (the LM head; the same"
+    " matrix when the model ties them).")]
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", "-f", metavar="FMT",
     help="table, tsv, csv, json or jsonl. Default: table on a terminal, tsv otherwise.")]
@@ -47,17 +50,21 @@ class ModelSource:
     meta: str | None = None
     checkpoint_step: int | None = None
 
-    def load(self, env: Environment):
+    def load(self, env: Environment, matrix: str = "input"):
         """The model, as `embscope.load` gives it (an `embscope.api.Model`); what loading noticed
-        goes to stderr."""
+        goes to stderr. `matrix`: the `--matrix` option of the commands that have it."""
         from embscope.api import load
+        from embscope.model import MATRICES, TIED_NOTE
 
+        choice("--matrix", matrix, MATRICES)
         m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer,
-                 meta=self.meta, step=self.checkpoint_step, progress=env.stderr_isatty)
+                 meta=self.meta, step=self.checkpoint_step, progress=env.stderr_isatty, matrix=matrix)
         emb = m.emb
         if emb.guessed:
             env.note(emb.guessed.note("--wte-key/--wpe-key"))
-        env.debug_note(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
+        if emb.output_tied:
+            env.note(TIED_NOTE)
+        env.debug_note(f"loaded {emb.source}: {emb.format}, wte='{emb.head_key or emb.layout.wte_key}'"
                        f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
         return m
 
@@ -77,7 +84,14 @@ def model_command(command):
     @functools.wraps(command)
     def with_source(ctx: typer.Context, **kwargs):
         source = ModelSource(**{name: kwargs.pop(name) for name, _ in MODEL_OPTIONS})
-        return command(source=source, env=ctx.obj, **kwargs)
+        env = ctx.obj
+        try:
+            result = command(source=source, env=env, **kwargs)
+        except BaseException:
+            env.discard_files()
+            raise
+        env.finish_files()  # -o data files get their names only now, whole
+        return result
 
     parameters = [context] + own + shared
     with_source.__signature__ = inspect.Signature(parameters)
@@ -115,6 +129,13 @@ def parse_range(text: str | None, n: int, option: str = "--range") -> tuple[int,
     return start, stop
 
 
+def note_multi_token(env: Environment, m, text: str, ids) -> None:
+    """Say on stderr that a word or text is several tokens, which, and that their mean is used."""
+    if len(ids) > 1:
+        parts = ", ".join(f"{m.token(i)!r} #{i}" for i in ids)
+        env.note(f"'{text}' is {len(ids)} tokens ({parts}): using the mean of their vectors")
+
+
 def warn_bad_rows(env: Environment, bad, what: str) -> None:
     """Say on stderr which token rows hold NaN or Inf, and what happens to them."""
     if len(bad):
@@ -122,8 +143,33 @@ def warn_bad_rows(env: Environment, bad, what: str) -> None:
         env.note(f"warning: {len(bad)} token rows hold NaN or Inf and are {what}: {shown}")
 
 
-OutputOpt = Annotated[Optional[str], typer.Option(
-    "--output", "-o", metavar="FILE", help="Write to FILE instead (.npy array, or .png picture).")]
+DATA_FILES = ("tsv", "csv", "json", "jsonl")  # -o FILE in the format its suffix names: what -f would print
+
+
+def output_opt(accepts: str):
+    """The -o option of a command, its help naming exactly what the command accepts."""
+    return Annotated[Optional[str], typer.Option(
+        "--output", "-o", metavar="FILE", help=f"Write to FILE instead of stdout, as its suffix says: {accepts}.")]
+
+
+OutputOpt = output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print)")
+
+
+def output_writer(env: Environment, output: str | None, format: str | None, files: tuple[str, ...] = ()):
+    """(writer, kind of -o file or None), decided before any work: -f checked; with -o FILE of a
+    data suffix (.tsv .csv .json .jsonl) the writer writes that format to FILE, which gets its
+    name when the command succeeds; a suffix in `files` (npy, png) is a file the command writes
+    itself, and the writer is stdout's. An unknown suffix, a missing extra or a FILE that cannot
+    be written is an error now, before any output."""
+    writer = env.writer(format)  # a bad -f is a usage error first
+    if output is None:
+        return writer, None
+    kind = output_kind(output, DATA_FILES + files)
+    if kind in files:
+        return writer, kind
+    if format is not None and format != kind:
+        raise UsageError(f"-f {format} and -o {output} disagree: a file's format is its suffix")
+    return env.file_writer(kind, output), kind
 
 
 def output_kind(path: str, allowed: tuple[str, ...]) -> str:
@@ -133,7 +179,9 @@ def output_kind(path: str, allowed: tuple[str, ...]) -> str:
 
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext not in allowed:
-        raise UsageError(f"-o {path}: unknown file type (use {' or '.join('.' + a for a in allowed)})")
+        names = ["." + a for a in allowed]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        raise UsageError(f"-o {path}: unknown file type (use {listed})")
     if ext == "png":
         from embscope.render.png import require_matplotlib
 
@@ -163,3 +211,14 @@ def stdin_lines(env: Environment) -> list[str]:
     if "\x00" in text:
         raise EmbscopeError("stdin holds binary data (a NUL byte), not one query per line")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def stdin_text(env: Environment) -> str:
+    """All of stdin as one text, newlines included; bytes that are not UTF-8 are an error."""
+    if env.stdin.isatty():
+        env.note("reading the text from stdin (end it with Ctrl-D)")
+    data = env.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EmbscopeError(f"stdin is not UTF-8 text (byte {e.start})") from None

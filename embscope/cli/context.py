@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TextIO
 
@@ -20,6 +20,7 @@ class Environment:
     stdout_isatty: bool
     stderr_isatty: bool
     debug: bool = False  # --debug: tracebacks and loading details
+    files: list = field(default_factory=list)  # -o data files being written: AtomicFile
 
     @classmethod
     def detect(cls) -> Environment:
@@ -57,6 +58,28 @@ class Environment:
         from embscope.output import resolve_format, writer_for
 
         return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console)
+
+    def file_writer(self, fmt: str, path: str):
+        """The writer of format `fmt` (tsv, csv, json, jsonl) for the file `path`: written
+        aside, given its name whole by `finish_files` when the command succeeds."""
+        from embscope.atomic import AtomicFile
+        from embscope.output import writer_for
+
+        target = AtomicFile(path)
+        self.files.append(target)
+        return writer_for(fmt, target.text(), lambda: self.console)
+
+    def finish_files(self) -> None:
+        """The command succeeded: every -o data file gets its name (said on stderr)."""
+        while self.files:
+            target = self.files.pop(0)
+            target.commit()
+            self.note(f"wrote {target.path}")
+
+    def discard_files(self) -> None:
+        """The command failed: no -o data file is written; the old ones stay as they were."""
+        while self.files:
+            self.files.pop().discard()
 
     def note(self, message: str) -> None:
         """People-talk: to stderr, never stdout. Control characters from queries are escaped."""

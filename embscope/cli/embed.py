@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from embscope.cli.common import FormatOpt, ModelSource, OutputOpt, model_command, output_kind, save_npy, stdin_lines
+from embscope.cli.common import FormatOpt, ModelSource, model_command, output_opt, output_writer, save_npy, stdin_lines
 from embscope.cli.context import Environment
 
 PREVIEW = 4  # values shown per vector in the table
@@ -21,7 +21,7 @@ def embed(
     pool: Annotated[str, typer.Option("--pool", help="none, mean or last.")] = "none",
     bos: Annotated[bool, typer.Option("--bos", help="Prepend the model's BOS token.")] = False,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut text longer than the model's positions.")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .npy (the vectors)") = None,
     format: FormatOpt = None,
 ):
     """Token embedding + position embedding for each token of TEXT, as the model computes it."""
@@ -32,9 +32,7 @@ def embed(
         raise UsageError(f"--component '{component}': choose from {', '.join(COMPONENTS)}")
     if pool not in POOLS:
         raise UsageError(f"--pool '{pool}': choose from {', '.join(POOLS)}")
-    if output:
-        output_kind(output, ("npy",))
-    out = env.writer(format)
+    out, kind = output_writer(env, output, format, ("npy",))
     if text == "-":
         texts = stdin_lines(env)
         if not texts:
@@ -45,7 +43,7 @@ def embed(
         if not text:
             raise UsageError("empty text")
         texts = [check_text(text)]
-    if output and len(texts) > 1 and pool == "none":
+    if kind == "npy" and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
     m = source.load(env)
     if m.tokenizer is None:
@@ -53,7 +51,7 @@ def embed(
     if component == "position":
         m.require_positions()  # rotary / ALiBi models: say so before any output
     records = [(e, e.vector(component, pool)) for e in (_embed(env, m, t, bos, truncate) for t in texts)]
-    if output:
+    if kind == "npy":
         arrays = [vec for _, vec in records]
         return save_npy(env, output, arrays[0] if len(arrays) == 1 else arrays)  # (d,) (T, d) or (n, d)
     if out.name == "table":

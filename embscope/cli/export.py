@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from embscope.cli.common import ModelSource, model_command, warn_bad_rows
+from embscope.cli.common import MatrixOpt, ModelSource, model_command, warn_bad_rows
 from embscope.cli.context import Environment
 from embscope.cli.selection import (
     ExactOpt, IdsOpt, MetricOpt, NearOpt, PositionsOpt, RowChoice, SampleOpt, SeedOpt, TopOpt, WordsArg,
@@ -30,6 +30,7 @@ def export_command(
     seed: SeedOpt = 0,
     metric: MetricOpt = "cosine",
     exact: ExactOpt = False,
+    matrix: MatrixOpt = "input",
 ):
     """Write token (or position) vectors for TensorBoard's projector, gensim or numpy."""
     from embscope.cli.common import choice
@@ -40,7 +41,7 @@ def export_command(
     rows = RowChoice(words, positions, near, top, ids, sample, seed, metric, exact)
     rows.check(required_for=None)
     check_target(fmt, path)
-    m = source.load(env)
+    m = source.load(env, matrix)
     chosen = rows.select(env, m)
     if chosen.kind == "tokens":
         warn_bad_rows(env, _bad(m, chosen), "written as they are")

@@ -3,17 +3,20 @@ coordinates, a terminal scatter plot, a PNG or a self-contained HTML page."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from embscope.cli.common import FormatOpt, ModelSource, at_least_one, choice, model_command, output_kind
+from embscope.cli.common import (
+    FormatOpt, MatrixOpt, ModelSource, at_least_one, choice, model_command, output_opt, output_writer,
+)
 from embscope.cli.context import Environment
 from embscope.cli.selection import (
     ExactOpt, IdsOpt, MetricOpt, NearOpt, PositionsOpt, RowChoice, SampleOpt, SeedOpt, TopOpt, WordsArg,
 )
 
 MAX_PLOT_LINES = 24
+PICTURES = ("npy", "png", "html")  # -o files map writes itself (the data suffixes go through the writer)
 NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
@@ -36,9 +39,10 @@ def map_command(
                                      " or randomized.")] = "auto",
     variance: Annotated[bool, typer.Option("--variance", help="Print each component's share of the variance"
                                            " instead of the points.")] = False,
-    output: Annotated[Optional[str], typer.Option(
-        "--output", "-o", metavar="FILE", help="Write FILE.npy (coordinates), FILE.png or FILE.html (a picture).")] = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print), .npy (the points as a"
+                       " structured array), .png or .html (a picture)") = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
 ):
     """Tokens or positions as points on a plane: coordinates, a scatter plot, PNG or HTML."""
     from embscope.analysis.pca import SOLVERS
@@ -53,18 +57,17 @@ def map_command(
         from embscope.errors import UsageError
 
         raise UsageError(f"--variance: a {method} map has no explained variance (only pca has)")
-    kind = output_kind(output, ("npy", "png", "html")) if output else None
-    writer = env.writer(format)
+    writer, kind = output_writer(env, output, format, PICTURES)
     require_method(method)
-    m = source.load(env)
+    m = source.load(env, matrix)
     found = m.map(rows.select(env, m), method=method, components=components, svd=svd, seed=seed)
     _warn_left_out(env, found)
     notes = _notes(found, seed)
-    if kind:
+    if kind in PICTURES:
         _save(env, m, found, output, kind, notes)
     if variance:
         return _variance(writer, found, m.name)
-    if kind:
+    if kind in PICTURES:
         return None
     if writer.name == "table":
         return _picture(env, m, found, notes)

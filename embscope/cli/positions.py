@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, at_least_one, choice, model_command, output_kind, parse_range,
-    save_npy,
+    DATA_FILES, FormatOpt, ModelSource, at_least_one, choice, model_command, output_opt, output_writer,
+    parse_range, save_npy,
 )
 from embscope.cli.context import Environment
 
@@ -23,7 +23,8 @@ def positions(
                                                 " keeps the matrix within 2048 positions).")] = None,
     heatmap: Annotated[bool, typer.Option("--heatmap", help="Draw the matrix as a terminal heatmap (or -o FILE.png).")] = False,
     by_offset: Annotated[bool, typer.Option("--by-offset", help="Mean similarity as a function of |i - j|.")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print), .npy (the matrix, or with"
+                       " --by-offset the curve) or .png (the heatmap, or the curve)") = None,
     format: FormatOpt = None,
 ):
     """Position-position similarity matrix of wpe: as data, a heatmap, or by offset."""
@@ -31,8 +32,11 @@ def positions(
 
     choice("metric", metric, METRICS)
     at_least_one("--step", step)
-    kind = output_kind(output, ("npy", "png")) if output else None
-    out = env.writer(format)
+    out, kind = output_writer(env, output, format, ("npy", "png"))
+    if heatmap and kind in DATA_FILES:
+        from embscope.errors import UsageError
+
+        raise UsageError(f"--heatmap draws a picture: -o {output} holds data (use -o FILE.png for the picture)")
     m = source.load(env)
     m.require_positions()
     start, stop = parse_range(range_, m.n_positions)

@@ -264,7 +264,7 @@ def test_install_hints(gpt2, capsys, monkeypatch):
     ([], "choose what to map: WORD..., '-' (stdin), --near QUERY, --ids A:B, --sample N or --positions"),
     (["--near", "king", "--ids", "0:5"], "choose the rows one way, not by --near and --ids"),
     (["king", "--positions"], "choose the rows one way, not by WORD and --positions"),
-    (["--positions", "-o", "x.svg"], "-o x.svg: unknown file type (use .npy or .png or .html)"),
+    (["--positions", "-o", "x.svg"], "-o x.svg: unknown file type (use .tsv, .csv, .json, .jsonl, .npy, .png or .html)"),
     (["--positions", "--method", "mds"], "unknown method 'mds' (choose from pca, tsne, umap)"),
     (["--positions", "--svd", "fast"], "unknown svd 'fast' (choose from auto, exact, randomized)"),
     (["--positions", "-n", "0"], "--components must be at least 1 (got 0)"),

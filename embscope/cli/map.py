@@ -16,7 +16,7 @@ from embscope.cli.selection import (
 )
 
 MAX_PLOT_LINES = 24
-PICTURES = ("npy", "png", "html")  # -o files map writes itself (the data suffixes go through the writer)
+OWN_FILES = ("npy", "png", "html")  # -o files map writes itself (the data suffixes go through the writer)
 NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
@@ -57,17 +57,17 @@ def map_command(
         from embscope.errors import UsageError
 
         raise UsageError(f"--variance: a {method} map has no explained variance (only pca has)")
-    writer, kind = output_writer(env, output, format, PICTURES)
+    writer, kind = output_writer(env, output, format, OWN_FILES)
     require_method(method)
     m = source.load(env, matrix)
     found = m.map(rows.select(env, m), method=method, components=components, svd=svd, seed=seed)
     _warn_left_out(env, found)
     notes = _notes(found, seed)
-    if kind in PICTURES:
+    if kind in OWN_FILES:
         _save(env, m, found, output, kind, notes)
     if variance:
         return _variance(writer, found, m.name)
-    if kind in PICTURES:
+    if kind in OWN_FILES:
         return None
     if writer.name == "table":
         return _picture(env, m, found, notes)
@@ -155,9 +155,11 @@ def _picture(env: Environment, m, found, notes: list[str]) -> None:
 
 def _save(env: Environment, m, found, output: str, kind: str, notes: list[str]) -> None:
     """-o FILE.npy, FILE.png or FILE.html."""
-    if kind == "npy":
+    if kind == "npy":  # the pictures show the notes; the array does not
         from embscope.cli.common import save_npy
 
+        for note in notes:
+            env.note(note)
         return save_npy(env, output, _structured(found))
     if kind == "png":
         from embscope.render.png import save_scatter_png

@@ -14,14 +14,14 @@ from embscope.errors import UsageError
 
 WordsArg = Annotated[Optional[list[str]], typer.Argument(
     metavar="[WORD...]", show_default=False,
-    help="Tokens to take: words (' word' when that is one token) or '#id'; '-' reads one a line from stdin.")]
+    help="Tokens to take: words (' word' when that is one token) or '#id'; '-' reads one per line from stdin.")]
 PositionsOpt = Annotated[bool, typer.Option("--positions", help="The learned position embeddings (wpe), not tokens.")]
 NearOpt = Annotated[Optional[str], typer.Option(
     "--near", metavar="QUERY", help="A word, '#id' or arithmetic, and its -k nearest tokens.")]
 TopOpt = Annotated[int, typer.Option("--top", "-k", help="With --near: how many neighbours.")]
 IdsOpt = Annotated[Optional[str], typer.Option("--ids", metavar="A:B", help="Tokens A..B-1.")]
 SampleOpt = Annotated[Optional[int], typer.Option("--sample", metavar="N", help="N tokens drawn at random (--seed).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of --sample, the randomized SVD, t-SNE and UMAP.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of --sample (map: also of the randomized SVD, t-SNE and UMAP).")]
 MetricOpt = Annotated[str, typer.Option("--metric", help="With --near: cosine, dot or euclidean.")]
 ExactOpt = Annotated[bool, typer.Option("--exact", help="Words as typed: no leading-space variant.")]
 

@@ -288,7 +288,7 @@ class Model:
 
         ids = term_ids(self.emb, check_text(word.strip()), exact)
         if len(ids) > 1:
-            parts = ", ".join(f"{self.token(i)!r} #{i}" for i in ids)
+            parts = ", ".join(f"'{self.token(i)}' #{i}" for i in ids)  # escaped as in the tables, not repr()
             raise EmbscopeError(f"'{word.strip()}' is {len(ids)} tokens ({parts}): name single tokens,"
                                 " one by one or as '#id'")
         return ids[0]

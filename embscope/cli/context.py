@@ -31,6 +31,14 @@ class Environment:
         return cls(stdin, stdout, stderr, stdout.isatty(), stderr.isatty())
 
     @cached_property
+    def stdin_isatty(self) -> bool:
+        """Whether stdin is a terminal (a person types the lines `-` reads)."""
+        try:
+            return self.stdin.isatty()
+        except (AttributeError, ValueError):  # a closed or stand-in stream
+            return False
+
+    @cached_property
     def console(self):
         """The Rich console for data on stdout: tables and terminal pictures."""
         from rich.console import Console
@@ -57,7 +65,16 @@ class Environment:
         """The writer of `-f FMT` (None: a table on a terminal, TSV otherwise) for stdout."""
         from embscope.output import resolve_format, writer_for
 
-        return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console)
+        return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console,
+                          lambda: self.table_width)
+
+    @property
+    def table_width(self) -> int | None:
+        """The width tables fit: the terminal's, or COLUMNS when it is set; None (any width: the
+        table is never narrowed) for `-f table` into a pipe or a file without COLUMNS."""
+        if self.stdout_isatty or os.environ.get("COLUMNS", "").isdigit():
+            return self.console.width
+        return None
 
     def file_writer(self, fmt: str, path: str):
         """The writer of format `fmt` (tsv, csv, json, jsonl) for the file `path`: written
@@ -91,9 +108,12 @@ class Environment:
         if self.debug:
             self.note(f"debug: {message}")
 
-    def progress(self, total: int, what: str) -> Any:
-        """A context manager giving advance(n): a bar on stderr when it is a terminal, else nothing."""
-        return _Progress(self.error_console if self.stderr_isatty else None, total, what)
+    def progress(self, total: int, what: str, streaming: bool = False) -> Any:
+        """A context manager giving advance(n): a bar on stderr when it is a terminal, erased when
+        done, else nothing. `streaming`: rows go to stdout meanwhile; on a terminal they would be
+        drawn among the bar's redraws (and they show the progress themselves), so no bar then."""
+        shown = self.stderr_isatty and not (streaming and self.stdout_isatty)
+        return _Progress(self.error_console if shown else None, total, what)
 
 
 class _Progress:

@@ -31,7 +31,7 @@ def _version(value: bool):
 @app.callback()
 def _global(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and loading details.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and loading details (after the command, too).")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ):

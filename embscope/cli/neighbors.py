@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, MatrixOpt, ModelSource, OutputOpt, choice, model_command, note_multi_token, output_writer,
-    parse_range, stdin_lines, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, OutputOpt, choice, model_command, not_together, note_multi_token,
+    output_writer, parse_range, stdin_lines, warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -42,6 +42,7 @@ def neighbors(
         raise UsageError("--cosmul works with --metric cosine only")
     if all_tokens and query:
         raise UsageError("--all takes no query")
+    not_together(("--all", all_tokens), ("--exact", exact), ("--include-query", include_query), ("--cosmul", cosmul))
     if rows is not None and not all_tokens:
         raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
@@ -118,7 +119,7 @@ def _all(env: Environment, m, top, metric, writer, first, last):
     out = writer.start(["id", "token", "rank", "neighbor_id", "neighbor", "score"])
     labels = [m.token(i) for i in range(m.n_tokens)]
     total = last - first - sum(first <= i < last for i in m.index.bad_rows().tolist())  # NaN/Inf rows: left out
-    with env.progress(total, "k-NN graph") as advance:
+    with env.progress(total, "k-NN graph", streaming=out.name != "table") as advance:  # a table prints at the end
         for block in m.knn_graph(top, metric=metric, rows=slice(first, last)):
             rows = []
             for i, nbrs, scores in zip(block.ids.tolist(), block.neighbor_ids.tolist(), block.scores.tolist()):

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, MatrixOpt, ModelSource, at_least_one, model_command, output_opt, output_writer, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, at_least_one, model_command, not_together, output_opt, output_writer,
+    warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -30,6 +31,7 @@ def norms(
     """Norm statistics of token and position embeddings; outliers; glitch-token candidates."""
     at_least_one("--top", top)
     at_least_one("--bottom", bottom)
+    not_together(("--all", all_rows), ("--top", top), ("--bottom", bottom), ("--centroid", centroid))
     out, kind = output_writer(env, output, format, ("png",))
     png = output if kind == "png" else None
     m = source.load(env, matrix)

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    DATA_FILES, FormatOpt, ModelSource, at_least_one, choice, model_command, output_opt, output_writer,
+    DATA_FILES, FormatOpt, ModelSource, at_least_one, choice, model_command, not_together, output_opt,
+    output_writer,
     parse_range, save_npy,
 )
 from embscope.cli.context import Environment
@@ -32,11 +33,13 @@ def positions(
 
     choice("metric", metric, METRICS)
     at_least_one("--step", step)
+    not_together(("--heatmap", heatmap), ("--by-offset", by_offset), (f"-f {format}", format not in (None, "table")))
     out, kind = output_writer(env, output, format, ("npy", "png"))
-    if heatmap and kind in DATA_FILES:
+    if heatmap and kind in DATA_FILES + ("npy",):
         from embscope.errors import UsageError
 
         raise UsageError(f"--heatmap draws a picture: -o {output} holds data (use -o FILE.png for the picture)")
+    not_together((f"-o {output}", kind in ("npy", "png")), (f"-f {format}", format))  # the file is the output: stdout gets nothing
     m = source.load(env)
     m.require_positions()
     start, stop = parse_range(range_, m.n_positions)
@@ -78,7 +81,7 @@ def _by_offset(env: Environment, out, found, output, kind, title: str, value_lab
 
         save_line_png(offsets, means, output, title=title, x_label="offset |i - j|", y_label=f"mean {value_label}")
         return env.note(f"wrote {output}")
-    out.start(["offset", "mean", "pairs"], title=f"{title}: mean {value_label} by offset")
+    out.start(["offset", "mean", "pairs"], title=f"{title}: mean {found.metric} by offset")
     out.write_rows(zip(offsets, means.tolist(), pairs.tolist()))
     out.close()
     if out.name == "table":

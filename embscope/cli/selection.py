@@ -64,7 +64,7 @@ class RowChoice:
         """The rows, as `Model.select` chooses them; repeats said on stderr."""
         if self.near is not None and self.top > m.n_tokens:
             raise UsageError(f"--top {self.top} is more than the model's {m.n_tokens} tokens")
-        words = stdin_lines(env) if self.words == ["-"] else self.words
+        words = stdin_lines(env, "tokens") if self.words == ["-"] else self.words
         if self.words == ["-"] and not words:
             raise UsageError("no tokens on stdin")
         ids = slice(*parse_range(self.ids, m.n_tokens, option="--ids")) if self.ids is not None else None

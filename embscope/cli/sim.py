@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, MatrixOpt, ModelSource, choice, model_command, note_multi_token, output_opt, output_writer, save_npy,
-    stdin_lines,
+    FormatOpt, MatrixOpt, ModelSource, choice, model_command, not_together, note_multi_token, output_opt,
+    output_writer, save_npy, stdin_lines,
 )
 from embscope.cli.context import Environment
 
@@ -38,8 +38,9 @@ def sim(
     if items != ["-"] and len(items) < 2:
         raise UsageError("give two or more words, '#id's or texts (or '-' to read them from stdin)")
     out, kind = output_writer(env, output, format, ("npy",))
+    not_together((f"-o {output}", kind == "npy"), (f"-f {format}", format), ("--pairs", pairs))  # the matrix alone
     if items == ["-"]:
-        items = stdin_lines(env)
+        items = stdin_lines(env, "words or texts")
         if len(items) < 2:
             raise EmbscopeError(f"sim compares two or more words or texts: stdin holds {len(items)}")
     m = source.load(env, matrix)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, MatrixOpt, ModelSource, model_command, output_opt, output_writer, save_npy, stdin_text,
+    FormatOpt, MatrixOpt, ModelSource, model_command, not_together, output_opt, output_writer, save_npy,
+    stdin_text,
 )
 from embscope.cli.context import Environment
 from embscope.errors import UsageError
@@ -48,6 +49,7 @@ def tokens(
 
         compile_pattern(grep)  # a bad pattern is a usage error before the model is read
     out, kind = output_writer(env, output, format, ("npy",))
+    not_together((f"-o {output}", kind == "npy"), (f"-f {format}", format))  # the ids alone: stdout gets nothing
     ids = _ids(env, args) if by_id else None
     text = None
     if not by_id and grep is None:

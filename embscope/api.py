@@ -257,7 +257,7 @@ class Model:
         chosen = [name for name, v in (("words", words), ("near", near), ("ids", ids), ("sample", sample))
                   if v is not None] + (["positions"] if positions else [])
         if len(chosen) > 1:
-            raise EmbscopeError(f"choose the rows one way, not by {' and '.join(chosen)}")
+            raise EmbscopeError(f"{chosen[0]} and {chosen[1]} cannot be used together")
         if positions:
             self.require_positions()
             return self._rows("positions", np.arange(self.n_positions), f"positions 0..{self.n_positions - 1}")

@@ -270,7 +270,7 @@ def test_refusals(gpt2, capsys, tmp_path):
         (["--to", "word2vec", str(tmp_path)], 1, f"Cannot write {tmp_path}: it is a directory"),
         (["--to", "parquet", str(tmp_path / "x")], 2, "unknown export format 'parquet' (choose from projector, word2vec, npy)"),
         (["--to", "npy", str(tmp_path / "x"), "--near", "king", "--sample", "3"], 2,
-         "choose the rows one way, not by --near and --sample"),
+         "--near and --sample cannot be used together"),
     ]
     for argv, status, message in cases:
         code, out, err = run(["export", *argv, "-m", d], capsys)

@@ -262,8 +262,8 @@ def test_install_hints(gpt2, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv, message", [
     ([], "choose what to map: WORD..., '-' (stdin), --near QUERY, --ids A:B, --sample N or --positions"),
-    (["--near", "king", "--ids", "0:5"], "choose the rows one way, not by --near and --ids"),
-    (["king", "--positions"], "choose the rows one way, not by WORD and --positions"),
+    (["--near", "king", "--ids", "0:5"], "--near and --ids cannot be used together"),
+    (["king", "--positions"], "WORD and --positions cannot be used together"),
     (["--positions", "-o", "x.svg"], "-o x.svg: unknown file type (use .tsv, .csv, .json, .jsonl, .npy, .png or .html)"),
     (["--positions", "--method", "mds"], "unknown method 'mds' (choose from pca, tsne, umap)"),
     (["--positions", "--svd", "fast"], "unknown svd 'fast' (choose from auto, exact, randomized)"),
@@ -331,7 +331,7 @@ def test_api(gpt2):
     p = m.map(m.select(positions=True), components=3)
     np.testing.assert_allclose(np.abs(p.coords), np.abs(PCA(3).fit_transform(wpe)), atol=1e-9)
     assert p.rows.to_records()[:2] == [{"position": 0}, {"position": 1}]
-    with pytest.raises(embscope.EmbscopeError, match="choose the rows one way, not by near and positions"):
+    with pytest.raises(embscope.EmbscopeError, match="near and positions cannot be used together"):
         m.select(near="king", positions=True)
     with pytest.raises(embscope.EmbscopeError, match="unknown method 'mds'"):
         m.map(rows, method="mds")
@@ -365,3 +365,15 @@ def test_umap_equals_umap_learn(gpt2, capsys):
     ref = umap.UMAP(n_components=2, n_neighbors=15, metric="cosine", random_state=2).fit_transform(
         wte[:60].astype(np.float32))
     np.testing.assert_allclose([[r["umap1"], r["umap2"]] for r in rows], ref, rtol=1e-4, atol=1e-3)
+
+
+def test_near_a_text_of_several_tokens(gpt2, capsys, tiktoken_gpt2):
+    d, _, _ = gpt2
+    own = tiktoken_gpt2.encode("Kingsbridgeshire")
+    code, out, err = run(["neighbors", "Kingsbridgeshire", "-k", "5", "-m", d, "-f", "tsv"], capsys)
+    neighbors = [int(r["id"]) for r in tsv(out)]
+    code, out, err = run(["map", "--near", "Kingsbridgeshire", "-k", "5", "-m", d, "-f", "tsv"], capsys)
+    assert code == 0
+    assert [int(r["id"]) for r in tsv(out)] == own + neighbors
+    parts = ", ".join(f"'{tiktoken_gpt2.decode([i])}' #{i}" for i in own)
+    assert err.splitlines()[0] == f"'Kingsbridgeshire' is {len(own)} tokens ({parts}): using the mean of their vectors"

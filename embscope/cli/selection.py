@@ -52,8 +52,8 @@ class RowChoice:
         from embscope.analysis.similarity import METRICS
 
         given = self.given()
-        if len(given) > 1:
-            raise UsageError(f"choose the rows one way, not by {' and '.join(given)}")
+        if len(given) > 1:  # worded as common.not_together words every other conflict
+            raise UsageError(f"{given[0]} and {given[1]} cannot be used together")
         if not given and required_for:
             raise UsageError(f"choose what to {required_for}: {CHOICES}")
         at_least_one("--top", self.top)
@@ -70,6 +70,11 @@ class RowChoice:
         ids = slice(*parse_range(self.ids, m.n_tokens, option="--ids")) if self.ids is not None else None
         rows = m.select(words, near=self.near, k=self.top, ids=ids, sample=self.sample, seed=self.seed,
                         positions=self.positions, metric=self.metric, exact=self.exact)
+        if self.near is not None:
+            from embscope.cli.common import note_multi_token
+
+            for term in m.query(self.near, self.exact).terms:
+                note_multi_token(env, m, term.text, term.ids)
         if rows.repeats:
             env.note(f"{rows.repeats} repeated token{'s' * (rows.repeats > 1)} left out: each token is taken once")
         return rows

@@ -12,14 +12,16 @@ __version__ = "0.1.0"
 __all__ = [
     "load", "Model", "EmbscopeError",
     "Neighbors", "Neighbor", "KnnBlock", "PositionSimilarity", "Norms", "Embedding", "Stats",
-    "Glitch", "GlitchCandidates",
+    "Selection", "Map", "Export", "Glitch", "GlitchCandidates",
 ]
 
 _WHERE = {
     "load": "embscope.api", "Model": "embscope.api", "EmbscopeError": "embscope.errors",
     "Neighbors": "embscope.results", "Neighbor": "embscope.results", "KnnBlock": "embscope.results",
     "PositionSimilarity": "embscope.results", "Norms": "embscope.results", "Embedding": "embscope.results",
-    "Stats": "embscope.analysis.norms", "Glitch": "embscope.results", "GlitchCandidates": "embscope.results",
+    "Stats": "embscope.analysis.norms",
+    "Selection": "embscope.results", "Map": "embscope.results", "Export": "embscope.results",
+    "Glitch": "embscope.results", "GlitchCandidates": "embscope.results",
 }
 
 

@@ -43,6 +43,8 @@ def _global(
 
 def _register() -> None:
     from embscope.cli import cache, embed, glitch, info, neighbors, norms, positions, sim, tokens
+    from embscope.cli.export import export_command
+    from embscope.cli.map import map_command
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
@@ -51,6 +53,8 @@ def _register() -> None:
     app.command("embed")(embed.embed)
     app.command("sim")(sim.sim)
     app.command("tokens")(tokens.tokens)
+    app.command("map")(map_command)
+    app.command("export")(export_command)
     app.command("glitch")(glitch.glitch)
     app.add_typer(cache.app, name="cache")
 

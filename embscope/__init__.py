@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "load", "Model", "EmbscopeError",
     "Neighbors", "Neighbor", "KnnBlock", "PositionSimilarity", "Norms", "Embedding", "Stats",
+    "diff", "drift", "run_steps", "Diff", "Drift", "PositionDrift",
 ]
 
 _WHERE = {
@@ -19,6 +20,8 @@ _WHERE = {
     "Neighbors": "embscope.results", "Neighbor": "embscope.results", "KnnBlock": "embscope.results",
     "PositionSimilarity": "embscope.results", "Norms": "embscope.results", "Embedding": "embscope.results",
     "Stats": "embscope.analysis.norms",
+    "diff": "embscope.api", "drift": "embscope.api", "run_steps": "embscope.api",
+    "Diff": "embscope.results", "Drift": "embscope.results", "PositionDrift": "embscope.results",
 }
 
 

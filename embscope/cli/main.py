@@ -43,6 +43,7 @@ def _global(
 
 def _register() -> None:
     from embscope.cli import cache, embed, info, neighbors, norms, positions
+    from embscope.cli.diff import diff
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
@@ -50,6 +51,7 @@ def _register() -> None:
     app.command("norms")(norms.norms)
     app.command("embed")(embed.embed)
     app.add_typer(cache.app, name="cache")
+    app.command("diff")(diff)
 
 
 _register()
@@ -66,7 +68,7 @@ def _click_exceptions():
 
 # How the CLI names the arguments of embscope.load in its messages.
 _OPTION_WORDS = {"wte_key": "--wte-key", "wpe_key": "--wpe-key", "tokenizer": "--tokenizer",
-                 "step": "checkpoint step "}
+                 "step": "checkpoint step ", "by_token": "--by-token"}
 
 
 def cli_message(e) -> str:

@@ -24,17 +24,20 @@ if TYPE_CHECKING:
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
          tokenizer: str | None = None, meta: str | None = None, step: int | None = None,
-         progress: bool = False) -> Model:
+         progress: bool = False, matrix: str = "input") -> Model:
     """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory, a
     training-run folder (nanochat, llm.c: the last step, or `step`) or a Hugging Face hub id
     (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None and $EMBSCOPE_MODEL
     is unset. Reads only the embedding tensors, memory-mapped; never torch. What loading noticed
     (which keys were taken, say) is in `Model.emb.notes`. `progress=True` shows a progress bar
-    on stderr while weights come from the Hugging Face Hub."""
+    on stderr while weights come from the Hugging Face Hub. `matrix="output"`: every question
+    about tokens is asked of the output embedding (the LM head: `lm_head.weight`, Pythia's
+    `embed_out.weight`) instead of the input one; a model that ties them has one matrix for both
+    (said in `Model.emb.notes`)."""
     from embscope.model import load as load_embeddings
 
     return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta,
-                                 step=step, progress=progress))
+                                 step=step, progress=progress, matrix=matrix))
 
 
 def diff(a: Model | str, b: Model | str, *, align: str = "procrustes", k: int = 10,
@@ -98,6 +101,11 @@ class Model:
         return self.emb.tokenizer
 
     @property
+    def matrix(self) -> str:
+        """"input" or "output": which token matrix `wte` and every question about tokens use."""
+        return self.emb.matrix
+
+    @property
     def n_tokens(self) -> int:
         """Real tokens: rows [n_tokens, V) of `wte` are vocabulary padding."""
         return self.emb.n_tokens
@@ -111,7 +119,8 @@ class Model:
 
     @functools.cached_property
     def wte(self) -> np.ndarray:
-        """(V, d) float32 token embeddings: memory-mapped when stored as float32, else converted
+        """(V, d) float32 token embeddings (the output embedding when loaded with
+        `matrix="output"`): memory-mapped when stored as float32, else converted
         (once: the array is kept)."""
         m = self.emb.wte
         return m.raw if m.raw.dtype == np.float32 else m.to_float32()
@@ -285,6 +294,9 @@ class Model:
 
         if not ids:
             raise EmbscopeError(f"'{text}' has no tokens")
+        if self.matrix != "input":
+            raise EmbscopeError("the embedding layer adds the input embedding to the positions: load the"
+                                " model with matrix='input' to embed a text")
         parts = embed_ids(self.emb, ids)
         return Embedding(text, tuple(ids), tuple(self.token(i) for i in ids), parts["token"],
                          parts.get("position"), parts["sum"])

@@ -25,9 +25,11 @@ from embscope.io.open import open_reader
 from embscope.io.reader import Reader
 from embscope.tokenizer import Tokenizer
 from embscope.tokenizer_lookup import find_tokenizer
-from embscope.tying import tied
+from embscope.tying import head_key, tied
 
 ENV_MODEL = "EMBSCOPE_MODEL"
+MATRICES = ("input", "output")  # the token matrix questions are asked of: wte, or the LM head
+TIED_NOTE = "note: the output embedding is tied to the input embedding (one matrix)"
 
 
 def default_model_dir() -> str:
@@ -47,7 +49,7 @@ class Embeddings:
     source: str  # what the user named (path or hub id)
     format: Format
     layout: Layout
-    wte: Matrix  # (V, d)
+    wte: Matrix  # (V, d) the token matrix questions are asked of: the input embedding, or the output one
     wpe: Matrix | None  # (P, d), None for models without learned positions
     tokenizer: Tokenizer | None
     n_tokens: int  # rows [n_tokens, V) of wte are vocabulary padding, never real tokens
@@ -61,11 +63,19 @@ class Embeddings:
     norm: tuple[np.ndarray, np.ndarray, float] | None = None  # embedding LayerNorm (w, b, eps)
     load_seconds: float = 0.0
     guessed: GuessedKeys | None = None  # which tensors were picked by name, for people (stderr)
+    matrix: str = "input"  # which of MATRICES `wte` is
+    head_key: str | None = None  # the output embedding's (LM head's) tensor, when the checkpoint holds one
 
     @property
     def notes(self) -> list[str]:
         """What loading noticed, in the API's words."""
-        return [self.guessed.note("wte_key=/wpe_key=")] if self.guessed else []
+        return ([self.guessed.note("wte_key=/wpe_key=")] if self.guessed else []) + (
+            [TIED_NOTE] if self.output_tied else [])
+
+    @property
+    def output_tied(self) -> bool:
+        """Asked for the output embedding, got the input one: the model ties them."""
+        return self.matrix == "output" and self.tied is True
 
     @property
     def name(self) -> str:
@@ -113,24 +123,34 @@ def load(
     meta: str | None = None,
     step: int | None = None,
     progress: bool = False,
+    matrix: str = "input",
 ) -> Embeddings:
     """Load the embedding layer of the model named by `spec` (see the README for what it may be).
     `step` picks one saved step of a folder of training steps (nanochat, llm.c); default: the last.
-    `progress`: a progress bar on stderr while weights come from the Hub (the CLI: on a terminal)."""
+    `progress`: a progress bar on stderr while weights come from the Hub (the CLI: on a terminal).
+    `matrix="output"`: the token matrix is the output embedding (the LM head) instead of the
+    input one; the input one when the model ties them."""
     t0 = time.perf_counter()
+    if matrix not in MATRICES:
+        raise EmbscopeError(f"unknown matrix '{matrix}' (choose from {', '.join(MATRICES)})")
     spec = os.path.expanduser(spec or os.environ.get(ENV_MODEL) or default_model_dir())
     reader, directory, fetch = open_reader(spec, step, progress)
     facts = {**reader.facts, **_pipeline_facts(spec)}
     layout = detect_layout(reader.keys, reader.config, wte_key, wpe_key)
-    reader.prefetch([k for k in (layout.wte_key, layout.wpe_key, layout.token_type_key, *(layout.norm_keys or ())) if k])
+    is_tied, head = tied(reader, layout.wte_key), head_key(reader)
+    output = _output_key(spec, layout, is_tied, head) if matrix == "output" else None
+    reader.prefetch([k for k in (layout.wte_key, layout.wpe_key, layout.token_type_key, *(layout.norm_keys or ()),
+                                 output) if k])
     wte = reader.matrix(layout.wte_key)
     wpe = reader.matrix(layout.wpe_key) if layout.wpe_key else None
     _check_shapes(spec, layout, wte, wpe)
-    n_tokens = _recorded_vocab(spec, reader, wte) or wte.shape[0]
     guessed = _guessed_keys(reader, layout, wte_key)
     token_type0 = _token_type0(spec, reader, layout, wte) if layout.token_type_key else None
     norm = _embedding_norm(spec, reader, layout, wte) if layout.norm_keys else None
-    is_tied = tied(reader, layout.wte_key)
+    if output is not None:
+        wte = _output_matrix(spec, reader, output, wte)
+        token_type0 = norm = None  # the input side's additions: not part of the output embedding
+    n_tokens = _recorded_vocab(spec, reader, wte) or wte.shape[0]
     tok = find_tokenizer(spec, reader, directory, fetch, wte.shape[0], layout.family, tokenizer, meta)
     if tok is not None:
         _check_tokenizer(spec, tok, wte.shape[0], reader.n_tokens)
@@ -139,7 +159,27 @@ def load(
     return Embeddings(source=spec, format=reader.format, layout=layout, wte=wte, wpe=wpe, tokenizer=tok,
                       n_tokens=n_tokens, files=reader.files, file_bytes=reader.file_bytes,
                       read_bytes=reader.read_bytes, facts=facts, config=reader.config, tied=is_tied,
-                      token_type0=token_type0, norm=norm, load_seconds=time.perf_counter() - t0, guessed=guessed)
+                      token_type0=token_type0, norm=norm, load_seconds=time.perf_counter() - t0, guessed=guessed,
+                      matrix=matrix, head_key=head)
+
+
+def _output_key(spec: str, layout: Layout, is_tied: bool | None, head: str | None) -> str | None:
+    """The tensor to read as the output embedding, or None when it is the input one (tied)."""
+    if is_tied:
+        return None
+    if head is None or head == layout.wte_key:
+        raise EmbscopeError(f"{spec}: this checkpoint holds no output embedding (LM head), only the"
+                            " base model's input embedding: ask about the input matrix")
+    return head
+
+
+def _output_matrix(spec: str, reader: Reader, head: str, wte: Matrix) -> Matrix:
+    """The untied output embedding (V', d): as wide as the input one, with a row for every token."""
+    out = reader.matrix(head)
+    if len(out.shape) != 2 or out.shape[1] != wte.shape[1] or out.shape[0] < 1:
+        raise EmbscopeError(f"{spec}: the output embedding '{head}' of shape {out.shape} does not fit"
+                            f" token embeddings {wte.shape[1]} wide")
+    return out
 
 
 def _check_shapes(spec: str, layout: Layout, wte: Matrix, wpe: Matrix | None) -> None:

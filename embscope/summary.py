@@ -16,6 +16,16 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def _output_tensor(emb: Embeddings) -> str:
+    """Where the output embedding (`--matrix output`) comes from."""
+    head = shorten(emb.head_key) if emb.head_key else None
+    if emb.tied:
+        return "token_tensor (tied)" + (f"; {head} shares its storage" if head and emb.head_key != emb.layout.wte_key else "")
+    if head:
+        return f"{head} (untied)" if emb.tied is False else f"{head} (tying unknown)"
+    return "none (no LM head in this checkpoint)"
+
+
 def describe(emb: Embeddings) -> list[tuple[str, object]]:
     lay = emb.layout
     rows: list[tuple[str, object]] = [
@@ -33,6 +43,7 @@ def describe(emb: Embeddings) -> list[tuple[str, object]]:
         ("position_offset", lay.position_offset),
         ("dtype", emb.wte.dtype_name),
         ("tied_lm_head", "unknown" if emb.tied is None else ("yes" if emb.tied else "no")),
+        ("output_tensor", _output_tensor(emb)),
         ("tokenizer", emb.tokenizer.kind if emb.tokenizer else "none (query by id: #123)"),
         ("tokenizer_source", display_path(emb.tokenizer.source) if emb.tokenizer else ""),
         ("file_bytes", emb.file_bytes),

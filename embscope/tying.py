@@ -8,13 +8,25 @@ from embscope.families import strip_compile_prefix
 from embscope.io.reader import Reader
 
 
+# The output embedding's name: GPT-2, Llama, OPT, nanochat ...; Pythia; Meta's original layout;
+# BERT's masked-LM decoder.
+HEAD_SUFFIXES = ("lm_head.weight", "embed_out.weight", "cls.predictions.decoder.weight")
+HEAD_TOP_LEVEL = ("output.weight",)  # only as the whole name: ".output.weight" is too common
+
+
+def head_key(reader: Reader) -> str | None:
+    """The output embedding (LM head) tensor, if the checkpoint holds one: the shortest name
+    ("model.lm_head.weight" in a Lightning checkpoint, not a nested copy)."""
+    heads = [k for k in reader.keys if strip_compile_prefix(k) in HEAD_SUFFIXES + HEAD_TOP_LEVEL
+             or strip_compile_prefix(k).endswith(tuple("." + s for s in HEAD_SUFFIXES))]
+    return min(heads, key=len) if heads else None
+
+
 def tied(reader: Reader, wte_key: str) -> bool | None:
     """True or False when the checkpoint says, None when it cannot tell."""
     if reader.tied is not None:  # the format says (llm.c: wte is the lm_head)
         return reader.tied
-    heads = [k for k in reader.keys if strip_compile_prefix(k) == "lm_head.weight"
-             or strip_compile_prefix(k).endswith(".lm_head.weight")]  # "model.lm_head.weight" (Lightning)
-    head = min(heads, key=len) if heads else None
+    head = head_key(reader)
     if head is None and _headless(reader.config):
         return None
     if head is not None:

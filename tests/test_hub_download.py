@@ -622,3 +622,23 @@ def test_a_cached_run_imports_no_http(hub):
     modules = _imports("info", "-m", "org/gpt2", env={"HF_HUB_OFFLINE": "1"})
     assert "embscope.io.hub_reader" in modules and "huggingface_hub.constants" in modules
     assert not {m.split(".")[0] for m in modules} & {"httpx2", "torch", "transformers"}
+
+
+def test_output_matrix_from_the_hub_then_offline(hub, hf_models, monkeypatch):
+    """--matrix output on a hub repo: the untied lm_head's bytes travel too, and are cached."""
+    ref = hf_models["llama"]
+    emb = load("org/llama", matrix="output")
+    assert emb.head_key == "lm_head.weight"
+    assert np.array_equal(emb.wte.to_float32(), ref.facts["lm_head"])
+    hub.reset()
+    go_offline(monkeypatch, hub)
+    assert np.array_equal(load("org/llama", matrix="output").wte.to_float32(), ref.facts["lm_head"])
+    assert hub.log == []
+
+
+def test_output_matrix_offline_when_only_the_input_was_fetched(hub, monkeypatch):
+    load("org/llama")
+    go_offline(monkeypatch, hub)
+    with pytest.raises(EmbscopeError, match=r"^org/llama: tensor 'lm_head.weight' is not in embscope's cache"
+                       r" \(the hub is offline or unreachable\)$"):
+        load("org/llama", matrix="output")

@@ -27,6 +27,9 @@ _STEP_HELP = "Training step to read from a folder of steps (nanochat, llm.c snap
 # `positions` has a --step of its own (every S-th position): there only --checkpoint-step is offered.
 StepOpt = Annotated[Optional[int], typer.Option("--step", "--checkpoint-step", metavar="N", help=_STEP_HELP)]
 CheckpointStepOpt = Annotated[Optional[int], typer.Option("--checkpoint-step", metavar="N", help=_STEP_HELP)]
+MatrixOpt = Annotated[str, typer.Option(
+    "--matrix", metavar="WHICH", help="input (the token embedding) or output (the LM head; the same"
+    " matrix when the model ties them).")]
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", "-f", metavar="FMT",
     help="table, tsv, csv, json or jsonl. Default: table on a terminal, tsv otherwise.")]
@@ -47,17 +50,21 @@ class ModelSource:
     meta: str | None = None
     checkpoint_step: int | None = None
 
-    def load(self, env: Environment):
+    def load(self, env: Environment, matrix: str = "input"):
         """The model, as `embscope.load` gives it (an `embscope.api.Model`); what loading noticed
-        goes to stderr."""
+        goes to stderr. `matrix`: the `--matrix` option of the commands that have it."""
         from embscope.api import load
+        from embscope.model import MATRICES, TIED_NOTE
 
+        choice("--matrix", matrix, MATRICES)
         m = load(self.model, wte_key=self.wte_key, wpe_key=self.wpe_key, tokenizer=self.tokenizer,
-                 meta=self.meta, step=self.checkpoint_step, progress=env.stderr_isatty)
+                 meta=self.meta, step=self.checkpoint_step, progress=env.stderr_isatty, matrix=matrix)
         emb = m.emb
         if emb.guessed:
             env.note(emb.guessed.note("--wte-key/--wpe-key"))
-        env.debug_note(f"loaded {emb.source}: {emb.format}, wte='{emb.layout.wte_key}'"
+        if emb.output_tied:
+            env.note(TIED_NOTE)
+        env.debug_note(f"loaded {emb.source}: {emb.format}, wte='{emb.head_key or emb.layout.wte_key}'"
                        f" wpe='{emb.layout.wpe_key}' in {emb.load_seconds:.3f}s")
         return m
 

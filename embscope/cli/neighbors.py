@@ -6,7 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, ModelSource, choice, model_command, parse_range, stdin_lines, warn_bad_rows
+from embscope.cli.common import (
+    FormatOpt, MatrixOpt, ModelSource, choice, model_command, parse_range, stdin_lines, warn_bad_rows,
+)
 from embscope.cli.context import Environment
 
 
@@ -25,6 +27,7 @@ def neighbors(
     all_tokens: Annotated[bool, typer.Option("--all", help="The k-NN graph of the whole vocabulary, streamed.")] = False,
     rows: Annotated[Optional[str], typer.Option("--rows", metavar="A:B", help="With --all: only tokens A..B-1 (split the graph across runs).")] = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
 ):
     """Nearest tokens to a query in the token embedding space."""
     from embscope.analysis.similarity import METRICS
@@ -42,7 +45,7 @@ def neighbors(
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
     writer = env.writer(format)  # a bad -f is a usage error before the model is read
-    m = source.load(env)
+    m = source.load(env, matrix)
     if top > m.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
     if all_tokens:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, at_least_one, model_command, output_kind, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, OutputOpt, at_least_one, model_command, output_kind, warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -24,6 +24,7 @@ def norms(
     all_rows: Annotated[bool, typer.Option("--all", help="One row per token: id, token, norm, centroid distance.")] = False,
     output: OutputOpt = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
 ):
     """Norm statistics of token and position embeddings; outliers; glitch-token candidates."""
     at_least_one("--top", top)
@@ -31,7 +32,7 @@ def norms(
     if output:
         output_kind(output, ("png",))
     out = env.writer(format)
-    m = source.load(env)
+    m = source.load(env, matrix)
     found = m.norms(centroid=centroid or all_rows)  # centroid distances: two more passes, only when asked
     warn_bad_rows(env, found.nonfinite(), "left out of the statistics")
     if all_rows:

@@ -102,8 +102,9 @@ def diff(a, b, align: str = "procrustes", k: int = 10, by_token: bool = False, a
 
 
 def _positions(a, b, r: np.ndarray | None) -> tuple[PositionDrift | None, list[str]]:
-    """Drift of the learned positions both models have, turned by the tokens' rotation."""
-    if a.n_positions == 0 or b.n_positions == 0:
+    """Drift of the learned positions both models have, turned by the tokens' rotation (which
+    belongs to the positions only when the tokens compared are the input embeddings)."""
+    if a.n_positions == 0 or b.n_positions == 0 or "output" in (a.matrix, b.matrix):
         return None, []
     n = min(a.n_positions, b.n_positions)
     raw, cos, ratio = dr.measures(a.emb.position_rows(0, n), b.emb.position_rows(0, n), r)

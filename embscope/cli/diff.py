@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, MetaOpt, ModelSource, TokenizerOpt, WpeKeyOpt, WteKeyOpt
+from embscope.cli.common import FormatOpt, MatrixOpt, MetaOpt, ModelSource, TokenizerOpt, WpeKeyOpt, WteKeyOpt
 from embscope.cli.context import Environment
 
 OutputOpt = Annotated[Optional[str], typer.Option(
@@ -30,6 +30,7 @@ def diff(
     positions: Annotated[bool, typer.Option("--positions", help="One row per learned position (two checkpoints).")] = False,
     output: OutputOpt = None,
     format: FormatOpt = None,
+    matrix: MatrixOpt = "input",
     wte_key: WteKeyOpt = None,
     wpe_key: WpeKeyOpt = None,
     tokenizer: TokenizerOpt = None,
@@ -57,7 +58,10 @@ def diff(
     if len(sources) > 2 and (all_rows or positions):
         raise UsageError(f"{'--all' if all_rows else '--positions'} compares two checkpoints"
                          f" (got {len(sources)}); name two, or --steps A:B with two steps")
-    models = [s.load(env) for s in sources]
+    if positions and matrix != "input":
+        raise UsageError("--positions compares the input side (positions are added to the input embedding):"
+                         " leave out --matrix output")
+    models = [s.load(env, matrix) for s in sources]
     if len(models) == 2:
         return _pair(env, out, models, align, k, top, by_token, all_rows, positions, output)
     return _over_training(env, out, models, sources, align, k, by_token, output, steps is not None)
@@ -85,8 +89,8 @@ def _sources(checkpoints, steps, wte_key, wpe_key, tokenizer, meta) -> list[Mode
     chosen = _select(saved, steps)
     if len(chosen) < 2:
         shown = ", ".join(map(str, saved[-10:]))
-        raise UsageError(f"--steps {steps}: {len(chosen)} of the saved steps of {folder} ({shown})"
-                         " fall in that range; diff needs two or more")
+        raise UsageError(f"--steps {steps} selects {len(chosen)} of the steps saved in {folder} ({shown});"
+                         " diff needs two or more")
     return [ModelSource(folder, checkpoint_step=s, **keys) for s in chosen]
 
 
@@ -177,8 +181,27 @@ def _summary(env: Environment, out, d, output) -> None:
     if out.name == "table":
         from embscope.render.histogram import histogram
 
-        env.console.print(histogram(d.cosine, bins=20, max_width=env.console.width, color=env.color,
-                                    title=f"token {_cosine_words(d)}", markers=_markers(d)))
+        shown, left_out = _bulk(d.cosine)
+        env.console.print(histogram(shown, bins=20, max_width=env.console.width, color=env.color,
+                                    title=f"token {_cosine_words(d)}{left_out}", markers=_markers(d)))
+
+
+def _bulk(values):
+    """The finite values inside Tukey's far-out fences (3 interquartile ranges beyond the
+    quartiles), so that a few tokens that moved far do not squeeze the rest into one bin, and
+    the words that say how many were left out (the movers table lists them)."""
+    import numpy as np
+
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return v, ""
+    q1, q3 = np.percentile(v, [25, 75])
+    lo, hi = q1 - 3 * (q3 - q1), q3 + 3 * (q3 - q1)
+    if q3 - q1 <= 1e-9 * max(abs(q1), abs(q3), 1e-300):  # (nearly) all equal: show everything
+        return v, ""
+    below, above = int((v < lo).sum()), int((v > hi).sum())
+    parts = [f"{below} tokens below {lo:.4g}"] * bool(below) + [f"{above} tokens above {hi:.4g}"] * bool(above)
+    return v[(v >= lo) & (v <= hi)], f" ({' and '.join(parts)} not drawn)" if parts else ""
 
 
 def _markers(d) -> dict[str, float]:
@@ -189,8 +212,9 @@ def _markers(d) -> dict[str, float]:
 def _histogram_png(env: Environment, d, output: str) -> None:
     from embscope.render.png import save_histogram_png
 
-    save_histogram_png(d.cosine, output, bins=60, title=f"{d.a} -> {d.b}", x_label=f"token {_cosine_words(d)}",
-                       markers=_markers(d))
+    shown, left_out = _bulk(d.cosine)
+    save_histogram_png(shown, output, bins=60, title=f"{d.a} -> {d.b}{left_out}",
+                       x_label=f"token {_cosine_words(d)}", markers=_markers(d))
     env.note(f"wrote {output}")
 
 
@@ -252,7 +276,7 @@ def _over_training(env: Environment, out, models, sources, align, k, by_token, o
                        y_label="mean over tokens")
         return env.note(f"wrote {output}")
     out.start(["checkpoint", "step"] + list(t.columns()),
-              title=f"drift over training: mean {_words(t)} against the previous and the last checkpoint")
+              title=f"drift over training, mean {_words(t)}: against the previous and the last checkpoint")
     for row in t.to_records():
         out.write(row)
     out.close()
@@ -261,7 +285,7 @@ def _over_training(env: Environment, out, models, sources, align, k, by_token, o
 
 
 def _words(t) -> str:
-    cosine = "cosine after Procrustes alignment" if t.align == "procrustes" else "raw cosine"
+    cosine = "aligned cosine" if t.align == "procrustes" else "raw cosine"
     return cosine + (f", Jaccard@{t.k}" if t.k else "")
 
 

@@ -276,7 +276,7 @@ def _over_training(env: Environment, out, models, sources, align, k, by_token, o
                        y_label="mean over tokens")
         return env.note(f"wrote {output}")
     out.start(["checkpoint", "step"] + list(t.columns()),
-              title=f"drift over training, mean {_words(t)}: against the previous and the last checkpoint")
+              title=f"drift over training: mean {_words(t)}")
     for row in t.to_records():
         out.write(row)
     out.close()

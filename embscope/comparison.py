@@ -4,6 +4,9 @@ that differ, positions of unequal length) comes back as notes."""
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 
 from embscope.analysis import drift as dr
@@ -11,6 +14,7 @@ from embscope.errors import ArgumentError, EmbscopeError, UsageError
 from embscope.results import Diff, Drift, PositionDrift
 
 ALIGNMENTS = ("procrustes", "none")
+TRAINER_FOLDER = re.compile(r"checkpoint-(\d+)")  # transformers' Trainer: <output_dir>/checkpoint-<step>
 
 
 class VocabularyMismatchError(ArgumentError):
@@ -152,9 +156,11 @@ def _mean_drift(a: dr.Rows, b: dr.Rows, align: str, sets) -> tuple[float, float]
 
 def training_step(m) -> int | None:
     """The training step a checkpoint records (nanochat, llm.c and modded-nanogpt `step`,
-    nanoGPT `iter_num`, Lightning `global_step`), or None."""
+    nanoGPT `iter_num`, Lightning `global_step`), or that its folder's name gives (the
+    `checkpoint-N` folders of the Hugging Face Trainer); None when neither says."""
     for key in ("step", "iter_num", "global_step"):
         value = m.emb.facts.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    return None
+    found = TRAINER_FOLDER.fullmatch(os.path.basename(os.path.normpath(m.emb.source)))
+    return int(found.group(1)) if found else None

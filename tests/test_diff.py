@@ -250,6 +250,19 @@ def test_drift_over_three_checkpoints(small, capsys):
     assert float(rows[1]["jaccard_last"]) == pytest.approx(j12, rel=1e-5)
 
 
+def test_steps_from_trainer_folder_names(small, tmp_path, capsys):
+    """transformers' Trainer saves <output_dir>/checkpoint-<step>: the step is the folder's."""
+    import shutil
+
+    paths = []
+    for n, step in enumerate((500, 1000, 1500)):
+        paths.append(str(tmp_path / "out" / f"checkpoint-{step}"))
+        shutil.copytree(small["paths"][n], paths[-1])
+    assert embscope.drift(paths, k=0).steps == (500, 1000, 1500)
+    code, out, err = run(["diff", *paths, "-k", "0", "-f", "tsv"], capsys)
+    assert [(r["checkpoint"], r["step"]) for r in tsv(out)] == [(p, s) for p, s in zip(paths, ("500", "1000", "1500"))]
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 def sections(out: str) -> list[list[dict]]:

@@ -261,6 +261,10 @@ def test_steps_from_trainer_folder_names(small, tmp_path, capsys):
     assert embscope.drift(paths, k=0).steps == (500, 1000, 1500)
     code, out, err = run(["diff", *paths, "-k", "0", "-f", "tsv"], capsys)
     assert [(r["checkpoint"], r["step"]) for r in tsv(out)] == [(p, s) for p, s in zip(paths, ("500", "1000", "1500"))]
+    odd = str(tmp_path / "red\x1b[31m")  # a path is data: its control characters are escaped
+    shutil.copytree(small["paths"][0], odd)
+    code, out, err = run(["diff", odd, *paths[1:], "-k", "0", "-f", "tsv"], capsys)
+    assert tsv(out)[0]["checkpoint"] == str(tmp_path / "red\\x1b[31m") and "\x1b" not in out
 
 
 # --- the command ---------------------------------------------------------------------------------

@@ -262,7 +262,9 @@ def _over_training(env: Environment, out, models, sources, align, k, by_token, o
     """The drift-over-training table: each checkpoint against the previous one and the last."""
     from embscope.comparison import drift
 
-    names = [_short_name(m) if from_steps else s.model for m, s in zip(models, sources)]
+    from embscope.display import sanitize
+
+    names = [sanitize(_short_name(m) if from_steps else s.model) for m, s in zip(models, sources)]  # paths are data
     with _progress(env, len(models) * models[0].n_tokens if k else 0) as advance:
         t = drift(models, align, k, by_token, names=names, advance=advance)
     for note in t.notes:

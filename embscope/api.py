@@ -49,6 +49,7 @@ def diff(a: Model | str, b: Model | str, *, align: str = "procrustes", k: int = 
     out); `by_token=True` matches them by token bytes instead."""
     from embscope import comparison
 
+    comparison.check_options(align, k)
     return comparison.diff(_model(a), _model(b), align, k, by_token)
 
 
@@ -58,6 +59,7 @@ def drift(models: Iterable[Model | str], *, align: str = "procrustes", k: int = 
     previous checkpoint and against the last (`models`: in training order)."""
     from embscope import comparison
 
+    comparison.check_options(align, k)
     return comparison.drift([_model(m) for m in models], align, k, by_token)
 
 

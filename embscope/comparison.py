@@ -32,12 +32,17 @@ class VocabularyMismatchError(ArgumentError):
                 f" ({name} matches rows by token bytes)")
 
 
-def check(models, align: str, k: int) -> None:
-    """Arguments every comparison checks before it reads a row."""
+def check_options(align: str, k: int) -> None:
+    """The options of a comparison, checked before any checkpoint is read."""
     if align not in ALIGNMENTS:
         raise UsageError(f"unknown alignment '{align}' (choose from {', '.join(ALIGNMENTS)})")
     if k < 0:
         raise UsageError(f"k must be at least 0 (got {k}; 0 leaves out the neighbour overlap)")
+
+
+def check(models, align: str, k: int) -> None:
+    """What every comparison checks before it reads a row."""
+    check_options(align, k)
     if len(models) < 2:
         raise UsageError(f"a comparison needs two or more checkpoints (got {len(models)})")
     first = models[0]
@@ -63,6 +68,11 @@ def matched_rows(models, by_token: bool) -> tuple[list[dr.Rows], list[str]]:
             raise VocabularyMismatchError(first, m)
     notes = [note for m in models[1:] if (note := _tokenizer_note(first, m))]
     return [dr.Rows(m.emb.wte, first.n_tokens) for m in models], notes
+
+
+def _check_k(k: int, n: int) -> None:
+    if k >= n:
+        raise UsageError(f"{k} neighbours per token: each of the {n} tokens compared has only {n - 1} others")
 
 
 def _vocabulary(m, required: bool) -> list[bytes | None] | None:
@@ -92,6 +102,7 @@ def diff(a, b, align: str = "procrustes", k: int = 10, by_token: bool = False, a
     called as the neighbour searches finish rows (2 x the compared tokens in all)."""
     check([a, b], align, k)
     (ra, rb), notes = matched_rows([a, b], by_token)
+    _check_k(k, ra.n)
     r = dr.fit_rotation(ra, rb) if align == "procrustes" else None
     raw, cos, ratio = dr.compare(ra, rb, r)
     jac = dr.jaccard(dr.neighbor_sets(ra, k, advance), dr.neighbor_sets(rb, k, advance)) if k else None
@@ -125,6 +136,7 @@ def drift(models, align: str = "procrustes", k: int = 10, by_token: bool = False
     called as the neighbour searches finish rows (the compared tokens x the models in all)."""
     check(models, align, k)
     rows, notes = matched_rows(models, by_token)
+    _check_k(k, rows[0].n)
     sets = [dr.neighbor_sets(r, k, advance) for r in rows] if k else None
     c = len(models)
     means = {}  # (earlier, later) -> (mean cosine, mean Jaccard)

@@ -536,6 +536,14 @@ def test_bad_steps(small, tmp_path, capsys):
                                        " (nanochat model_NNNNNN.pt or llm.c model_NNNNNNNN.bin files)\n")
 
 
+def test_more_neighbours_than_tokens(small, capsys):
+    code, out, err = run(["diff", *small["paths"][:2], "-k", "700"], capsys)
+    assert (code, out, err) == (2, "", "embscope: error: 700 neighbours per token: each of the 700 tokens"
+                                       " compared has only 699 others\n")
+    with pytest.raises(embscope.EmbscopeError, match=r"^unknown alignment 'x'"):  # before any file is read
+        embscope.diff("./no-such-checkpoint", "./nor-this", align="x")
+
+
 def test_by_token_needs_tokenizers(small, capsys):
     code, out, err = run(["diff", *small["paths"][:2], "--by-token"], capsys)
     assert (code, out) == (1, "")

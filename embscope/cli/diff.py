@@ -36,8 +36,10 @@ def diff(
     tokenizer: TokenizerOpt = None,
     meta: MetaOpt = None,
 ):
-    """How embeddings moved between checkpoints: per-token cosine (after Procrustes alignment),
-    norm ratio and neighbour overlap; drift over training for three or more."""
+    """How embeddings moved between checkpoints: aligned cosine, norm ratio, neighbour overlap.
+
+    Two checkpoints: per-token statistics, histogram and movers; three or more (or --steps):
+    the drift over training."""
     from embscope.comparison import ALIGNMENTS
     from embscope.errors import UsageError
 
@@ -111,7 +113,10 @@ def _select(saved: list[int], text: str) -> list[int]:
 
 
 def _progress(env: Environment, total: int):
-    return env.progress(total, "neighbours")
+    """advance(n) for the neighbour searches: a bar on a terminal (none when there are none)."""
+    import contextlib
+
+    return env.progress(total, "neighbours") if total else contextlib.nullcontext(None)
 
 
 # --- two checkpoints ------------------------------------------------------------------------

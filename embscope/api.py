@@ -16,7 +16,9 @@ import numpy as np
 from embscope.analysis.similarity import METRICS, Index
 from embscope.errors import EmbscopeError
 from embscope.model import Embeddings
-from embscope.results import Embedding, Info, KnnBlock, Neighbors, NormOutliers, Norms, PositionSimilarity
+from embscope.results import (
+    Embedding, Info, KnnBlock, Neighbors, NormOutliers, Norms, PositionSimilarity, Similarity, Tokens,
+)
 
 if TYPE_CHECKING:
     from embscope.results import Diff, Drift
@@ -167,18 +169,21 @@ class Model:
         return self._index
 
     def query(self, text: str | list[str], exact: bool = False):
-        """A word, '#id', or arithmetic ('king - man + woman') resolved to token ids."""
+        """A word, '#id', text or arithmetic ('king - man + woman') resolved to token ids. A
+        string is one argument; a list is the arguments of the CLI, where words side by side
+        (["king", "queen"]) are added."""
         from embscope import queries
 
         return queries.resolve(self.emb, [text] if isinstance(text, str) else list(text), exact)
 
-    def neighbors(self, query: str, k: int = 10, *, metric: str = "cosine", exact: bool = False,
+    def neighbors(self, query: str | list[str], k: int = 10, *, metric: str = "cosine", exact: bool = False,
                   include_query: bool = False, cosmul: bool = False) -> Neighbors:
-        """The k nearest tokens to a word (' word' when that is one token), '#id' or arithmetic."""
+        """The k nearest tokens to a word (' word' when that is one token), '#id', text or
+        arithmetic; a list of words is added as gensim's most_similar(positive=[...]) adds them."""
         return self.neighbors_many([query], k, metric=metric, exact=exact, include_query=include_query,
                                    cosmul=cosmul)[0]
 
-    def neighbors_many(self, queries: Iterable[str], k: int = 10, *, metric: str = "cosine",
+    def neighbors_many(self, queries: Iterable[str | list[str]], k: int = 10, *, metric: str = "cosine",
                        exact: bool = False, include_query: bool = False, cosmul: bool = False) -> list[Neighbors]:
         """`neighbors` for many queries at once: one blocked matrix product for all of them."""
         qs = [self.query(q, exact) for q in queries]
@@ -218,19 +223,20 @@ class Model:
         if cosmul and metric != "cosine":
             raise EmbscopeError("3CosMul works with the cosine metric only")
 
-    def sim(self, a: str, b: str, *, metric: str = "cosine", exact: bool = False) -> float:
-        """Similarity of two words, '#id's or texts (several tokens: the mean of their vectors)."""
-        from embscope.analysis.positions import similarity_matrix
-        from embscope.queries import term_vector
+    def sim(self, *items: str, metric: str = "cosine", exact: bool = False) -> Similarity:
+        """Similarity of two or more words, '#id's or texts, pairwise: each item as `neighbors`
+        reads one argument (a text of several tokens is the mean of their vectors); `.score`
+        for two items, `.matrix` (n, n) for more. Euclidean: distances."""
+        from embscope.analysis.sim import item_vectors, pairwise
 
+        if len(items) == 1 and not isinstance(items[0], str):  # sim(["a", "b", "c"])
+            items = tuple(items[0])
         _choice("metric", metric, METRICS)
-        vectors = []
-        for text in (a, b):
-            q = self.query([text], exact)
-            if len(q.terms) != 1:
-                raise EmbscopeError(f"'{text}': sim compares words or texts, not arithmetic")
-            vectors.append(term_vector(self.emb, q.terms[0]))
-        return float(similarity_matrix(np.stack(vectors), metric)[0, 1])
+        qs = [self.query(text, exact) for text in items]
+        vectors = item_vectors(self.emb, qs)  # (n, d)
+        ids = tuple(tuple(q.ids) for q in qs)
+        return Similarity(metric, tuple(items), ids, tuple(tuple(self.token(i) for i in t) for t in ids),
+                          vectors, pairwise(vectors, metric))
 
     def positions(self, metric: str = "cosine", *, start: int = 0, stop: int | None = None,
                   step: int = 1) -> PositionSimilarity:
@@ -281,6 +287,43 @@ class Model:
         if self.tokenizer is None:
             raise EmbscopeError(f"{self.name}: this model has no tokenizer, so text cannot be embedded")
         return ([bos_id(self.emb)] if bos else []) + self.tokenizer.encode(text)
+
+    def tokenize(self, text: str, *, bos: bool = False) -> Tokens:
+        """How `text` tokenizes: the ids the model sees (`encode`), their tokens and row norms."""
+        self._require_tokenizer()
+        ids = self.encode(text, bos=bos)
+        if ids and max(ids) >= self.n_tokens:  # a tokenizer larger than the matrix
+            raise EmbscopeError(f"token id {max(ids)} is beyond the model's {self.n_tokens} tokens")
+        return self._tokens(text, ids)
+
+    def lookup(self, ids: Iterable[int]) -> Tokens:
+        """Tokens by id, with their row norms."""
+        ids = [int(i) for i in ids]
+        for i in ids:
+            if not 0 <= i < self.n_tokens:
+                raise EmbscopeError(f"token id #{i} is out of range (the model has {self.n_tokens} tokens)")
+        self._require_tokenizer()
+        return self._tokens(None, ids)
+
+    def grep(self, pattern: str, *, seconds: float | None = None) -> Tokens:
+        """The tokens whose printed text (`token(id)`: escaped as the CLI prints it, spaces as
+        spaces) `pattern` finds (`re.search`), by id. A pattern still running after `seconds`
+        (default 10) is stopped with an error."""
+        from embscope.analysis.vocab import GREP_SECONDS, grep
+
+        self._require_tokenizer()
+        labels = [self.token(i) for i in range(self.n_tokens)]
+        return self._tokens(None, grep(labels, pattern, GREP_SECONDS if seconds is None else seconds).tolist())
+
+    def _require_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise EmbscopeError(f"{self.name}: this model has no tokenizer, so its tokens have no text")
+
+    def _tokens(self, text: str | None, ids: list[int]) -> Tokens:
+        from embscope.analysis.vocab import token_norms
+
+        return Tokens(text, np.array(ids, dtype=np.int64), tuple(self.token(i) for i in ids),
+                      token_norms(self.emb.wte, ids) if ids else np.zeros(0))
 
     def embed(self, text: str, *, bos: bool = False, truncate: bool = False) -> Embedding:
         """Token + position embedding of each token of `text`, as the model's embedding layer

@@ -1,12 +1,14 @@
-"""Writing a file whole or not at all: `atomic_write(path, write_bytes)`, and `check_writable`
-to fail before any output when the file could not be written.
+"""Writing a file whole or not at all: `atomic_write(path, write_bytes)`, `AtomicFile` for output
+written piece by piece, and `check_writable` to fail before any output when the file could not
+be written.
 
-Used for every file embscope writes: `-o` arrays and pictures, and the Hub tensor cache.
+Used for every file embscope writes: `-o` data, arrays and pictures, and the Hub tensor cache.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import tempfile
@@ -50,32 +52,92 @@ def atomic_write(path: str, write_bytes) -> None:
     process killed mid-write (SIGKILL, SIGXFSZ at a file size limit) leaves no temporary file.
     It is then linked under a temporary name and renamed onto `path` (rename replaces
     atomically). Elsewhere a named temporary file is used, removed on any exception."""
-
-    def fail(why: str) -> EmbscopeError:
-        return EmbscopeError(f"Cannot write {path}: {why}")
-
-    directory = _check_target(path)
-    tmp = None
+    f = AtomicFile(path)
     try:
-        fd = _anonymous_file(directory)
-        if fd is None:
-            fd, tmp = tempfile.mkstemp(prefix=".embscope-", dir=directory)
-            _usual_mode(tmp)
-        with os.fdopen(fd, "w+b") as f:
-            write_bytes(f)
-            f.flush()
-            if tmp is None:  # give the finished file a (temporary) name
-                tmp = _name_anonymous(f, directory)
-        os.replace(tmp, path)
+        write_bytes(f.file)
     except BaseException as e:
-        if tmp is not None:
+        f.discard()
+        if isinstance(e, OSError):
+            raise f.error(e) from None
+        raise
+    f.commit()
+
+
+class AtomicFile:
+    """A binary file being written for `path` (`.file`), as atomic_write writes it: `commit()`
+    gives it `path`, whole; `discard()` drops it, leaving `path` as it was. `text()` is a
+    UTF-8 text stream onto it whose write failures are EmbscopeErrors naming `path`."""
+
+    def __init__(self, path: str):
+        self.path = path
+        directory = _check_target(path)
+        self._directory, self._tmp = directory, None
+        try:
+            fd = _anonymous_file(directory)
+            if fd is None:
+                fd, self._tmp = tempfile.mkstemp(prefix=".embscope-", dir=directory)
+                _usual_mode(self._tmp)
+        except OSError as e:
+            raise self.error(e) from None
+        self.file = os.fdopen(fd, "w+b")
+
+    def error(self, e: OSError) -> EmbscopeError:
+        return EmbscopeError(f"Cannot write {self.path}: {e.strerror or e}")
+
+    def text(self):
+        return _TextOnto(self)
+
+    def commit(self) -> None:
+        try:
+            self.file.flush()
+            if self._tmp is None:  # give the finished file a (temporary) name
+                self._tmp = _name_anonymous(self.file, self._directory)
+            self.file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException as e:
+            self.discard()
+            if isinstance(e, OSError):
+                raise self.error(e) from None
+            raise
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        if self._tmp is not None:
             try:
-                os.unlink(tmp)
+                os.unlink(self._tmp)
             except OSError:
                 pass
-        if isinstance(e, OSError):
-            raise fail(e.strerror or str(e)) from None
-        raise
+            self._tmp = None
+
+
+class _TextOnto(io.TextIOBase):
+    """UTF-8 text written through to an AtomicFile; an OSError (disk full, file too large)
+    becomes the EmbscopeError that names the file."""
+
+    def __init__(self, target: AtomicFile):
+        self._target = target
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        try:
+            self._target.file.write(text.encode("utf-8", "surrogateescape"))
+        except OSError as e:
+            raise self._target.error(e) from None
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._target.file.flush()
+        except OSError as e:
+            raise self._target.error(e) from None
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _anonymous_file(directory: str) -> int | None:

@@ -180,15 +180,18 @@ class JsonWriter(Writer):
 
 
 class TableWriter(Writer):
-    """A Rich table, printed when it closes: numbers right-aligned, token columns with visible
-    spaces, the title as plain text (it may hold the user's query, never Rich markup)."""
+    """A table for people, printed when it closes: numbers right-aligned, token columns with
+    visible spaces, the title as plain text (it may hold the user's query, never Rich markup).
+    It fits the width `width()` gives (None: any width) without cutting a value or a column
+    name (`embscope.table_layout`)."""
 
     name = "table"
     TOKEN_COLUMNS = ("token", "neighbor")
 
-    def __init__(self, stream: TextIO, console: Callable[[], Any]):
+    def __init__(self, stream: TextIO, console: Callable[[], Any], width: Callable[[], int | None] | None = None):
         super().__init__(stream)
         self._console = console
+        self._width = width or (lambda: self._console().width)
 
     def _begin(self) -> None:
         self._rows: list[list] = []
@@ -197,30 +200,26 @@ class TableWriter(Writer):
         self._rows.append(list(values))
 
     def close(self) -> None:
-        self._console().print(self._table())
-        self.stream.flush()
-
-    def _table(self):
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=Text(sanitize(self.title)) if self.title else None, title_justify="left",
-                      box=None, pad_edge=False, header_style="bold")
-        for j, c in enumerate(self.columns):
-            numeric = any(isinstance(row[j], (int, float)) for row in self._rows[:5])
-            table.add_column(c, justify="right" if numeric else "left", no_wrap=True, min_width=len(c))
-        for row in self._rows:
-            cells = [text_value(v) for v in row]
-            table.add_row(*(Text(visible_spaces(s) if c in self.TOKEN_COLUMNS else s)
-                            for c, s in zip(self.columns, cells)))
-        return table
+        from embscope.table_layout import lay_out
+
+        right = [any(isinstance(row[j], (int, float)) for row in self._rows[:5]) for j in range(len(self.columns))]
+        cells = [[visible_spaces(s) if c in self.TOKEN_COLUMNS else s for c, s in zip(self.columns, map(text_value, row))]
+                 for row in self._rows]
+        lines = lay_out(sanitize(self.title) if self.title else None, self.columns, cells, right, self._width())
+        text = Text("\n").join(Text(line, style or "") for line, style in lines)
+        self._console().print(text, soft_wrap=True)  # soft wrap: the console never crops a line
+        self.stream.flush()
 
 
 WRITERS = {w.name: w for w in (TableWriter, TsvWriter, CsvWriter, JsonWriter, JsonlWriter)}
 
 
-def writer_for(fmt: str, stream: TextIO, console: Callable[[], Any]) -> Writer:
-    """The writer of a resolved format; `console` gives the Rich console tables print to."""
+def writer_for(fmt: str, stream: TextIO, console: Callable[[], Any],
+               width: Callable[[], int | None] | None = None) -> Writer:
+    """The writer of a resolved format; `console` gives the Rich console tables print to, `width`
+    the width they fit (default: the console's; None from it: any width)."""
     if fmt == "table":
-        return TableWriter(stream, console)
+        return TableWriter(stream, console, width)
     return WRITERS[fmt](stream)

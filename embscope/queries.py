@@ -1,4 +1,10 @@
-"""Queries as users type them: words, `#id`s, and `king - man + woman` arithmetic."""
+"""Queries as users type them: words, `#id`s, texts, and `king - man + woman` arithmetic.
+
+Each argument is one term: a word (' word' when that is one token), `#id`, or, when it holds
+spaces, a text (the mean of its tokens). Arguments side by side are added, as gensim's
+`most_similar(positive=[...])` adds words: `king queen` is king + queen, while the one argument
+'king queen' is a text. ` + ` and ` - ` (as arguments of their own or inside one) make arithmetic.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ class Term:
 class Query:
     text: str
     terms: list[Term]
+    side_by_side: bool = False  # some terms were added for standing side by side (`king queen`)
 
     @property
     def ids(self) -> list[int]:
@@ -61,19 +68,26 @@ def _escapable(text: str) -> bool:
     return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
 
 
-def split_terms(words: list[str]) -> list[tuple[int, str]]:
-    """["king", "-", "man"] or ["king - man"] -> [(+1, "king"), (-1, "man")]."""
+def split_terms(words: list[str]) -> list[tuple[int, str, bool]]:
+    """The terms of a query typed as arguments, as (sign, text, side by side):
+    ["king", "-", "man"] or ["king - man"] -> [(+1, "king", False), (-1, "man", False)];
+    ["king", "queen"] -> [(+1, "king", False), (+1, "queen", True)]: a term with no operator
+    before it is added (True marks those that follow another term)."""
     text = check_text(" ".join(words))
-    parts = _OPERATOR.split(" " + text.strip() + " ")
-    terms, sign = [], 1
-    first = parts[0].strip()
-    if first:
-        terms.append((1, first))
-    for op, term in zip(parts[1::2], parts[2::2]):
-        sign = 1 if op == "+" else -1
-        if not term.strip():
-            raise UsageError(f"'{text}': an operator '{op}' with nothing after it")
-        terms.append((sign, term.strip()))
+    terms: list[tuple[int, str, bool]] = []
+    pending = None  # an operator waiting for its term
+    for word in words:
+        parts = _OPERATOR.split(" " + word.strip() + " ")  # term, op, term, ...
+        for j, part in enumerate(parts):
+            if j % 2:
+                if pending is not None:
+                    raise UsageError(f"'{text}': an operator '{pending}' with nothing after it")
+                pending = part
+            elif part.strip():
+                terms.append((-1 if pending == "-" else 1, part.strip(), pending is None and bool(terms)))
+                pending = None
+    if pending is not None:
+        raise UsageError(f"'{text}': an operator '{pending}' with nothing after it")
     if not terms:
         raise UsageError("empty query")
     return terms
@@ -104,8 +118,10 @@ def term_ids(emb: Embeddings, text: str, exact: bool) -> list[int]:
 
 
 def resolve(emb: Embeddings, words: list[str], exact: bool = False) -> Query:
-    terms = [Term(sign, text, term_ids(emb, text, exact)) for sign, text in split_terms(words)]
-    return Query(" ".join(words), terms)
+    """A query typed as arguments (a string: one argument) resolved to token ids."""
+    split = split_terms(words)
+    terms = [Term(sign, text, term_ids(emb, text, exact)) for sign, text, _ in split]
+    return Query(" ".join(words), terms, any(side for _, _, side in split))
 
 
 def term_vector(emb: Embeddings, term: Term) -> np.ndarray:

@@ -375,3 +375,67 @@ class Info(_Records):
 
     def to_records(self) -> list[dict]:
         return [{"field": f, "value": v} for f, v in self.facts]
+
+
+@dataclass(frozen=True, eq=False)
+class Similarity(_Records):
+    """Pairwise similarity of words or texts (euclidean: distance), each the vector `neighbors`
+    searches with: a token's row, or the mean of a text's token rows."""
+
+    metric: str
+    items: tuple[str, ...]  # (n,) as given
+    ids: tuple[tuple[int, ...], ...]  # (n,) each item's token ids
+    tokens: tuple[tuple[str, ...], ...]  # (n,) their printable labels
+    vectors: np.ndarray  # (n, d) float32
+    matrix: np.ndarray  # (n, n) float32
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def score(self) -> float:
+        """The score of two items (more items: `matrix`)."""
+        if len(self.items) != 2:
+            raise EmbscopeError(f"{len(self.items)} items have {len(self.items) * (len(self.items) - 1) // 2}"
+                                " scores: read them from .matrix or .to_records()")
+        return float(self.matrix[0, 1])
+
+    def pairs(self):
+        """(i, j) for every pair of items, i < j, in order."""
+        n = len(self.items)
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+    def to_records(self) -> list[dict]:
+        return [{"a": self.items[i], "b": self.items[j], "score": float(self.matrix[i, j])} for i, j in self.pairs()]
+
+    def to_pandas(self):
+        super().to_pandas()  # the install hint when pandas is missing
+        import pandas as pd
+
+        return pd.DataFrame(self.matrix, index=list(self.items), columns=list(self.items))
+
+
+@dataclass(frozen=True, eq=False)
+class Tokens(_Records):
+    """Tokens with their ids and the norms of their rows: a text as it tokenizes (`text`, at
+    positions 0..T-1), or vocabulary entries (by id, or found by a pattern; `text` None)."""
+
+    text: str | None
+    ids: np.ndarray  # (n,) int64
+    tokens: tuple[str, ...]  # (n,) printable token labels
+    norms: np.ndarray  # (n,) float64 L2 norm of each token's row in the token matrix
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def columns(self) -> list[str]:
+        """The fields of `to_records()`: a position first for a tokenized text."""
+        return ["id", "token", "norm"] if self.text is None else ["pos", "id", "token", "norm"]
+
+    def to_records(self) -> list[dict]:
+        rows = [{"id": i, "token": t, "norm": n}
+                for i, t, n in zip(self.ids.tolist(), self.tokens, self.norms.tolist())]
+        if self.text is None:
+            return rows
+        return [{"pos": p, **row} for p, row in enumerate(rows)]

@@ -12,6 +12,23 @@ TRAINING_FACTS = ("iter_num", "step", "steps", "epoch", "global_step", "best_val
                   "dataset", "llmc_version", "lightning_version", "sentence_transformers")
 
 
+# Training facts that are numbers; safetensors metadata holds only strings ("1200"), shown as numbers.
+NUMERIC_FACTS = ("iter_num", "step", "epoch", "global_step", "best_val_loss", "val_bpb", "val_loss")
+
+
+def _number(value: object) -> object:
+    """A numeric training fact stored as text, as the int or float it spells; else as it is."""
+    if not isinstance(value, str) or len(value) > 40:
+        return value
+    for kind in (int, float):
+        try:
+            number = kind(value)
+        except ValueError:
+            continue
+        return number if number == number and abs(number) != float("inf") else value
+    return value
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
@@ -57,7 +74,7 @@ def describe(emb: Embeddings) -> list[tuple[str, object]]:
         rows.append(("token_type_tensor", shorten(lay.token_type_key)))
     for key in TRAINING_FACTS:
         if key in emb.facts:
-            value = emb.facts[key]
+            value = _number(emb.facts[key]) if key in NUMERIC_FACTS else emb.facts[key]
             rows.append((key, shorten(value) if isinstance(value, str) else value))
     # safetensors __metadata__: shown up to 1000 characters a key or value (a value can be 60 MB)
     for key, value in sorted(emb.facts.items()):

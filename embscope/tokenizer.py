@@ -138,9 +138,10 @@ class CharTokenizer(Tokenizer):
         try:
             return [self.stoi[ch] for ch in text]
         except KeyError as e:
-            raise EmbscopeError(
-                f"character {e.args[0]!r} is not in the model's {self.vocab_size}-character vocabulary"
-            ) from None
+            from embscope.display import escape  # as the character's token would be shown
+
+            raise EmbscopeError(f"character '{escape(e.args[0].encode('utf-8', 'surrogatepass'))}' is not in"
+                                f" the model's {self.vocab_size}-character vocabulary") from None
 
     def token_bytes(self, token_id: int) -> bytes:
         # A pickled str may hold a lone surrogate: keep it (as the bytes display.escape shows).

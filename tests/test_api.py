@@ -107,8 +107,8 @@ def test_sim(gpt2):
     tok = gpt2_tokenizer()
     a, b = tok(" king")["input_ids"][0], tok(" queen")["input_ids"][0]
     ref = w[a] @ w[b] / (np.linalg.norm(w[a]) * np.linalg.norm(w[b]))
-    assert m.sim("king", "queen") == pytest.approx(ref, rel=1e-6)
-    assert m.sim("king", "queen", metric="euclidean") == pytest.approx(np.linalg.norm(w[a] - w[b]), rel=1e-6)
+    assert m.sim("king", "queen").score == pytest.approx(ref, rel=1e-6)
+    assert m.sim("king", "queen", metric="euclidean").score == pytest.approx(np.linalg.norm(w[a] - w[b]), rel=1e-6)
 
 
 def test_positions_and_by_offset(gpt2):

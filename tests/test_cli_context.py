@@ -56,7 +56,7 @@ def test_stdin_and_notes_go_through_the_environment():
         ["#5", "1", str(m.neighbors("#5", k=1).ids[0])]]
     _, out, err = invoke(["neighbors", "the queen", "-k", "1", "-f", "tsv"], stdout_isatty=False)
     ids = m.encode("the queen")
-    assert len(ids) == 2 and err == (f"'the queen' is 2 tokens ({m.token(ids[0])!r} #{ids[0]}, {m.token(ids[1])!r}"
+    assert len(ids) == 2 and err == (f"'the queen' is 2 tokens ('{m.token(ids[0])}' #{ids[0]}, '{m.token(ids[1])}'"
                                      f" #{ids[1]}): using the mean of their vectors\n")
 
 

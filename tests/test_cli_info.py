@@ -14,6 +14,7 @@ from embscope import __version__
 from embscope.cli.main import app, main
 
 from tests.conftest import GPT2_VOCAB, N_EMBD, N_POS, REV_MAIN
+from tests.helpers import run
 
 runner = CliRunner()
 HEAVY = ("torch", "transformers")
@@ -22,9 +23,9 @@ HEAVY = ("torch", "transformers")
 def info_json(path: str, *extra: str) -> dict:
     result = runner.invoke(app, ["info", "-m", path, "-f", "json", *extra])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
-    assert [list(r) for r in rows] == [["field", "value"]] * len(rows)
-    return {r["field"]: r["value"] for r in rows}
+    facts = json.loads(result.stdout)  # one object keyed by field, in the order of the table's rows
+    assert isinstance(facts, dict)
+    return facts
 
 
 def run_main(argv, capsys) -> tuple[int, str, str]:
@@ -80,14 +81,42 @@ def test_info_nanogpt(nanogpt_ckpts):
     ref = nanogpt_ckpts["bpe"]
     facts = info_json(ref.path)
     assert facts["format"] == "nanoGPT checkpoint (torch zip)"
-    assert facts["iter_num"] == 600
-    assert facts["best_val_loss"] == ref.facts["best_val_loss"]
+    assert facts["iter_num"] == 600 and type(facts["iter_num"]) is int
+    assert facts["best_val_loss"] == ref.facts["best_val_loss"] and type(facts["best_val_loss"]) is float
     assert facts["dataset"] == "openwebtext"
     assert (facts["vocab_rows"], facts["tokens"], facts["padding_rows"]) == (50304, GPT2_VOCAB, 47)
     assert facts["tokenizer"] == "GPT-2 BPE (bundled with embscope)"
     assert facts["tied_lm_head"] == "yes"
     assert facts["model_args"] == ", ".join(f"{k}={v}" for k, v in ref.facts["model_args"].items())
     assert facts["read_bytes"] < 0.4 * facts["file_bytes"]
+
+
+def test_info_json_is_one_object_with_numbers_as_numbers(capsys):
+    """-f json: one object keyed by field, in the table's order (issue 11, item 4). Training facts
+    that safetensors metadata holds as strings ("1200") are numbers; other metadata stays the
+    strings the file holds. jsonl: the same object on one line; tsv: a field a row."""
+    from safetensors import safe_open
+
+    from embscope.model import default_model_dir
+
+    with safe_open(os.path.join(default_model_dir(), "model.safetensors"), "np") as f:
+        meta, shape = f.metadata(), f.get_slice("transformer.wte.weight").get_shape()
+    code, out, err = run(["info", "-f", "json"], capsys)
+    assert (code, err) == (0, "")
+    facts = json.loads(out)
+    assert out.count("\n") == 1 and isinstance(facts, dict)
+    assert [facts["vocab_rows"], facts["dim"]] == shape and type(facts["dim"]) is int
+    assert facts["iter_num"] == int(meta["iter_num"]) and type(facts["iter_num"]) is int
+    assert facts["best_val_loss"] == float(meta["best_val_loss"]) and type(facts["best_val_loss"]) is float
+    assert facts["meta.n_embd"] == meta["n_embd"] == "256"
+    code, out, err = run(["info", "-f", "jsonl"], capsys)
+    assert out.count("\n") == 1 and list(json.loads(out)) == list(facts)
+    assert {k: v for k, v in json.loads(out).items() if k != "load_seconds"} == {
+        k: v for k, v in facts.items() if k != "load_seconds"}
+    code, out, err = run(["info", "-f", "tsv"], capsys)
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert rows[0] == ["field", "value"] and [r[0] for r in rows[1:]] == list(facts)
+    assert dict(rows[1:])["iter_num"] == meta["iter_num"]
 
 
 def test_info_char_level_with_meta(nanogpt_ckpts, nanogpt_checkout, monkeypatch):
@@ -158,12 +187,25 @@ def test_help_does_not_import_torch_or_transformers():
     assert not {m.split(".")[0] for m in modules} & set(HEAVY)
 
 
+@pytest.mark.parametrize("argv", [["positions", "-o", "h.png"], ["norms", "-f", "tsv", "-o", "n.png"]])
+def test_a_png_imports_what_drawing_needs(argv, tmp_path):
+    """matplotlib's object API with the Agg canvas (issue 11, item 8): no pyplot (it would pick a
+    GUI backend and load much more), no torch or transformers."""
+    pytest.importorskip("matplotlib")
+    p = embscope(*argv[:-1], str(tmp_path / argv[-1]), importtime=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / argv[-1]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    modules = imported_modules(p.stderr)
+    assert {"matplotlib.figure", "matplotlib.backends.backend_agg"} <= modules
+    assert "matplotlib.pyplot" not in modules and not {m.split(".")[0] for m in modules} & set(HEAVY)
+
+
 @pytest.mark.parametrize("which", ["safetensors", "nanoGPT"])
 def test_info_reads_checkpoints_without_torch(hf_models, nanogpt_ckpts, which):
     path = hf_models["gpt2-lm"].path if which == "safetensors" else nanogpt_ckpts["bpe"].path
     p = embscope("info", "-m", path, "-f", "json", importtime=True)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert {r["field"]: r["value"] for r in json.loads(p.stdout)}["family"] == "gpt2"
+    assert json.loads(p.stdout)["family"] == "gpt2"
     modules = imported_modules(p.stderr)
     assert "embscope.model" in modules
     assert not {m.split(".")[0] for m in modules} & set(HEAVY)
@@ -214,7 +256,7 @@ def test_unknown_option_is_a_usage_error(capsys):
 def test_hub_id_subprocess(hub_cache_dir, hf_models):
     p = embscope("info", "-m", "org/name", "-f", "json", env={"HF_HUB_CACHE": str(hub_cache_dir)})
     assert p.returncode == 0, p.stderr
-    facts = {r["field"]: r["value"] for r in json.loads(p.stdout)}
+    facts = json.loads(p.stdout)
     snapshot = os.path.join(str(hub_cache_dir), "models--org--name", "snapshots", REV_MAIN)
     assert facts["files"] == os.path.join(snapshot, "model.safetensors")
     assert facts["tokenizer_source"] == os.path.join(snapshot, "tokenizer.json")

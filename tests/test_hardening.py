@@ -657,11 +657,11 @@ def test_17_dollar_signs_in_a_png_title(tmp_path, capsys, monkeypatch):
         return save(fig, path)
 
     monkeypatch.setattr(png, "_save_atomic", record)
-    for argv, title in [(["norms"], f"{d}: token L2 norm"),
+    for argv, title in [(["norms", "-f", "tsv"], f"{d}: token L2 norm"),  # -o of positions takes no -f
                         (["positions"], f"{d}: positions 0..63"),
                         (["positions", "--by-offset"], f"{d}: positions 0..63")]:
         out = tmp_path / "x.png"
-        code, stdout, err = guarded([*argv, "-m", str(d), "-o", str(out), "-f", "tsv"], capsys)
+        code, stdout, err = guarded([*argv, "-m", str(d), "-o", str(out)], capsys)
         assert (code, err) == (0, f"wrote {out}\n")  # norms also prints its statistics
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert titles.pop() == (title, False)

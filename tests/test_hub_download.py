@@ -283,7 +283,7 @@ def test_gated_repo_with_a_token(hub, hf_models, monkeypatch):
     p = embscope("info", "-m", "org/gated", "-f", "json", env={"HF_TOKEN": hub.token})
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
-    facts = {r["field"]: r["value"] for r in json.loads(p.stdout)}
+    facts = json.loads(p.stdout)  # one object keyed by field
     assert facts["files"] == f"hf://org/gated@{C['gated']}/model.safetensors"
     assert all(e.authorized for e in hub.resolved())  # the token went with every file request
     go_offline(monkeypatch, hub)
@@ -362,7 +362,7 @@ def test_server_without_ranges_falls_back_to_a_download(hub, hf_models, monkeypa
     assert p.stderr == (f"embscope: {hub.url} does not serve byte ranges: downloading all of {weights}"
                         f" ({size / 2**20:.1f} MiB) instead\n")
     snapshot = hub.home / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots" / REPOS[repo_id][1]
-    facts = {r["field"]: r["value"] for r in json.loads(p.stdout)}
+    facts = json.loads(p.stdout)  # one object keyed by field
     assert facts["files"] == str(snapshot / weights)  # read like any full copy in the HF cache
     go_offline(monkeypatch, hub)
     assert_same_as_reference(load(repo_id), ref)
@@ -551,6 +551,10 @@ def test_cache_lists_and_removes(hub):
         expect.append({"repo": repo_id, "commit": commit, "revisions": ",".join(revs), "tensors": n,
                        "bytes": size, "size": f"{size / 2**20:.1f} MiB"})
     assert rows == expect
+    listed = hub.home / "cache.json"
+    p = embscope("cache", "-o", str(listed))  # -o: what -f json prints, in a file
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", f"wrote {listed}\n")
+    assert json.loads(listed.read_text()) == expect
     p = embscope("cache", "remove", "org/gpt2@v1")
     assert (p.returncode, p.stdout) == (0, "")
     assert p.stderr == f"removed org/gpt2@{C['gpt2-fp16']}: 2 tensors, {expect[2]['size']}\n"

@@ -7,6 +7,7 @@ or not at all, with no temporary file left behind, however the write ends.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -154,6 +155,8 @@ OUTPUTS = {  # command -> (argv with {out}, file name, model fixture)
     "positions": (["positions", "-o", "{out}"], "pos.npy", "long_positions"),
     "norms": (["norms", "-o", "{out}", "-f", "tsv"], "norms.png", "gpt2"),
     "embed": (["embed", "the quick brown fox", "-o", "{out}"], "emb.npy", "gpt2"),
+    "neighbors": (["neighbors", "--all", "-k", "2", "--rows", "0:20000", "-o", "{out}"], "graph.tsv", "gpt2"),
+    "tokens": (["tokens", "the quick brown fox jumps over the lazy dog", "-o", "{out}"], "tokens.jsonl", "gpt2"),
 }
 
 
@@ -166,6 +169,10 @@ def _complete(path: Path) -> None:
     """The file is whole: it parses as what it claims to be."""
     if path.suffix == ".npy":
         np.load(path)
+    elif path.suffix == ".tsv":  # neighbors --all -k 2 --rows 0:20000: a header and two rows a token
+        assert path.read_text().count("\n") == 1 + 2 * 20000
+    elif path.suffix == ".jsonl":
+        assert [json.loads(line)["pos"] for line in path.read_text().splitlines()] == list(range(9))
     else:
         data = path.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82")
@@ -219,7 +226,7 @@ def _watch_and_kill(argv, directory: Path, sig=signal.SIGKILL) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
-@pytest.mark.parametrize("command", ["positions", "norms"])
+@pytest.mark.parametrize("command", ["positions", "norms", "neighbors"])
 def test_killed_mid_write(tmp_path, request, command, sig):
     """Killed while the output file is open: no file at the target, no temporary file beside it
     (the output is an O_TMPFILE file with no name until it is complete)."""

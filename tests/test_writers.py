@@ -91,10 +91,10 @@ def test_jsonl_is_one_object_a_line():
 
 def test_table_exact():
     """Numbers right-aligned, text left, two spaces between columns, spaces in tokens visible,
-    the title padded to the table's width."""
+    the title on its own line; no trailing spaces."""
     rows = [ROWS[0], (2, 7, 'a,"b"', float("nan")), ROWS[2]]
     assert write("table", rows=rows, title="neighbors of king").splitlines() == [
-        "neighbors of king            ",
+        "neighbors of king",
         "rank   id  token        score",
         "   1  832  ␣queen    0.611246",
         '   2    7  a,"b"          nan',

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt
+from embscope.cli.common import DebugOpt, FormatOpt, OutputOpt, output_writer
 from embscope.cli.context import Environment
 
 app = typer.Typer(help="List (with sizes) or remove the tensors embscope fetched from the Hub.",
@@ -19,20 +19,51 @@ def _human(n: int) -> str:
 
 
 @app.callback()
-def cache(ctx: typer.Context, format: FormatOpt = None):
+def cache(ctx: typer.Context, output: OutputOpt = None, format: FormatOpt = None, debug: DebugOpt = False):
     """List (with sizes) or remove the tensors embscope fetched from the Hub."""
+    from embscope.cli.common import not_together
+
+    removing = ctx.invoked_subcommand == "remove"
+    not_together((f"-f {format}", format), ("remove", removing))
+    not_together((f"-o {output}", output), ("remove", removing))
     if ctx.invoked_subcommand is None:
-        list_entries(ctx, format)
+        list_entries(ctx, output, format)
 
 
 @app.command("list")
-def list_entries(ctx: typer.Context, format: FormatOpt = None):
+def list_entries(ctx: typer.Context, output: OutputOpt = None, format: FormatOpt = None, debug: DebugOpt = False):
     """One row per cached commit: repo, commit, the revisions that named it, tensors, bytes."""
+    env: Environment = ctx.obj
+    output, format = _with_the_groups(ctx, output, format)
+    out, _ = output_writer(env, output, format)
+    try:
+        _list(env, out)
+    except BaseException:
+        env.discard_files()
+        raise
+    env.finish_files()
+
+
+def _with_the_groups(ctx: typer.Context, output: str | None, format: str | None) -> tuple[str | None, str | None]:
+    """-o and -f given before `list` (`embscope cache -f json list`) count for it too; given on
+    both sides, they must be the same."""
+    from embscope.cli.common import not_together
+
+    if ctx.parent is None or ctx.parent.info_name != "cache" or ctx.command.name != "list":
+        return output, format  # called by the group itself (`embscope cache`)
+    given = []
+    for flag, mine in (("-o", output), ("-f", format)):
+        theirs = ctx.parent.params.get("output" if flag == "-o" else "format")
+        if theirs and mine and theirs != mine:
+            not_together((f"{flag} {theirs}", theirs), (f"{flag} {mine}", mine))
+        given.append(mine or theirs)
+    return given[0], given[1]
+
+
+def _list(env: Environment, out) -> None:
     from embscope.io import hub_cache
 
-    env: Environment = ctx.obj
     entries = hub_cache.entries()
-    out = env.writer(format)
     if not entries and out.name == "table":  # an empty table says less than a sentence
         env.note(f"nothing cached in {hub_cache.root()}")
         return
@@ -50,6 +81,7 @@ def remove(
     specs: Annotated[Optional[list[str]], typer.Argument(
         metavar="[REPO[@REVISION]]...", help="What to remove: every commit of REPO, or the one REVISION names.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove everything embscope cached.")] = False,
+    debug: DebugOpt = False,
 ):
     """Remove cached tensors of a repo (all its commits, or one revision), or --all."""
     from embscope.errors import EmbscopeError, UsageError

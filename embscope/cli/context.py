@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TextIO
 
@@ -20,6 +20,7 @@ class Environment:
     stdout_isatty: bool
     stderr_isatty: bool
     debug: bool = False  # --debug: tracebacks and loading details
+    files: list = field(default_factory=list)  # -o data files being written: AtomicFile
 
     @classmethod
     def detect(cls) -> Environment:
@@ -28,6 +29,14 @@ class Environment:
         stdin, stdout, stderr = (stream if stream is not None else open(os.devnull, mode)  # noqa: SIM115
                                  for stream, mode in ((sys.stdin, "r"), (sys.stdout, "w"), (sys.stderr, "w")))
         return cls(stdin, stdout, stderr, stdout.isatty(), stderr.isatty())
+
+    @cached_property
+    def stdin_isatty(self) -> bool:
+        """Whether stdin is a terminal (a person types the lines `-` reads)."""
+        try:
+            return self.stdin.isatty()
+        except (AttributeError, ValueError):  # a closed or stand-in stream
+            return False
 
     @cached_property
     def console(self):
@@ -56,7 +65,38 @@ class Environment:
         """The writer of `-f FMT` (None: a table on a terminal, TSV otherwise) for stdout."""
         from embscope.output import resolve_format, writer_for
 
-        return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console)
+        return writer_for(resolve_format(fmt, self.stdout_isatty), self.stdout, lambda: self.console,
+                          lambda: self.table_width)
+
+    @property
+    def table_width(self) -> int | None:
+        """The width tables fit: the terminal's, or COLUMNS when it is set; None (any width: the
+        table is never narrowed) for `-f table` into a pipe or a file without COLUMNS."""
+        if self.stdout_isatty or os.environ.get("COLUMNS", "").isdigit():
+            return self.console.width
+        return None
+
+    def file_writer(self, fmt: str, path: str):
+        """The writer of format `fmt` (tsv, csv, json, jsonl) for the file `path`: written
+        aside, given its name whole by `finish_files` when the command succeeds."""
+        from embscope.atomic import AtomicFile
+        from embscope.output import writer_for
+
+        target = AtomicFile(path)
+        self.files.append(target)
+        return writer_for(fmt, target.text(), lambda: self.console)
+
+    def finish_files(self) -> None:
+        """The command succeeded: every -o data file gets its name (said on stderr)."""
+        while self.files:
+            target = self.files.pop(0)
+            target.commit()
+            self.note(f"wrote {target.path}")
+
+    def discard_files(self) -> None:
+        """The command failed: no -o data file is written; the old ones stay as they were."""
+        while self.files:
+            self.files.pop().discard()
 
     def note(self, message: str) -> None:
         """People-talk: to stderr, never stdout. Control characters from queries are escaped."""
@@ -68,9 +108,12 @@ class Environment:
         if self.debug:
             self.note(f"debug: {message}")
 
-    def progress(self, total: int, what: str) -> Any:
-        """A context manager giving advance(n): a bar on stderr when it is a terminal, else nothing."""
-        return _Progress(self.error_console if self.stderr_isatty else None, total, what)
+    def progress(self, total: int, what: str, streaming: bool = False) -> Any:
+        """A context manager giving advance(n): a bar on stderr when it is a terminal, erased when
+        done, else nothing. `streaming`: rows go to stdout meanwhile; on a terminal they would be
+        drawn among the bar's redraws (and they show the progress themselves), so no bar then."""
+        shown = self.stderr_isatty and not (streaming and self.stdout_isatty)
+        return _Progress(self.error_console if shown else None, total, what)
 
 
 class _Progress:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, ModelSource, OutputOpt, model_command, output_kind, save_npy, stdin_lines
+from embscope.cli.common import (
+    FormatOpt, ModelSource, model_command, not_together, output_opt, output_writer, save_npy, stdin_lines,
+)
 from embscope.cli.context import Environment
 
 PREVIEW = 4  # values shown per vector in the table
@@ -16,12 +18,14 @@ PREVIEW = 4  # values shown per vector in the table
 def embed(
     source: ModelSource,
     env: Environment,
-    text: Annotated[str, typer.Argument(help="The text; '-' reads one text per line from stdin.")],
+    text: Annotated[Optional[list[str]], typer.Argument(
+        metavar="TEXT...", show_default=False, help="The text (several words are joined with a space; quote a text"
+        " to keep its own spacing). '-' reads one text per line from stdin.")] = None,
     component: Annotated[str, typer.Option("--component", help="token, position or sum.")] = "sum",
     pool: Annotated[str, typer.Option("--pool", help="none, mean or last.")] = "none",
     bos: Annotated[bool, typer.Option("--bos", help="Prepend the model's BOS token.")] = False,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut text longer than the model's positions.")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .npy (the vectors)") = None,
     format: FormatOpt = None,
 ):
     """Token embedding + position embedding for each token of TEXT, as the model computes it."""
@@ -32,20 +36,21 @@ def embed(
         raise UsageError(f"--component '{component}': choose from {', '.join(COMPONENTS)}")
     if pool not in POOLS:
         raise UsageError(f"--pool '{pool}': choose from {', '.join(POOLS)}")
-    if output:
-        output_kind(output, ("npy",))
-    out = env.writer(format)
-    if text == "-":
-        texts = stdin_lines(env)
+    out, kind = output_writer(env, output, format, ("npy",))
+    not_together((f"-o {output}", kind == "npy"), (f"-f {format}", format))  # the .npy is the output: stdout gets nothing
+    if not text:
+        raise UsageError("give a text (or '-' to read texts from stdin)")
+    if text == ["-"]:
+        texts = stdin_lines(env, "texts")
         if not texts:
             raise EmbscopeError("no text on stdin")
     else:
         from embscope.queries import check_text
 
-        if not text:
+        if not any(text):
             raise UsageError("empty text")
-        texts = [check_text(text)]
-    if output and len(texts) > 1 and pool == "none":
+        texts = [check_text(" ".join(text))]
+    if kind == "npy" and len(texts) > 1 and pool == "none":
         raise UsageError("-o with several texts needs --pool mean or last (one vector per text)")
     m = source.load(env)
     if m.tokenizer is None:
@@ -53,11 +58,11 @@ def embed(
     if component == "position":
         m.require_positions()  # rotary / ALiBi models: say so before any output
     records = [(e, e.vector(component, pool)) for e in (_embed(env, m, t, bos, truncate) for t in texts)]
-    if output:
+    if kind == "npy":
         arrays = [vec for _, vec in records]
         return save_npy(env, output, arrays[0] if len(arrays) == 1 else arrays)  # (d,) (T, d) or (n, d)
     if out.name == "table":
-        return _tables(out, m, records, component, pool)
+        return _tables(out, m, records, component, pool, env.table_width)
     if out.takes_documents:
         return _documents(out, records, component, pool)
     _rows(out, m, records, pool)
@@ -78,24 +83,42 @@ def _embed(env: Environment, m, text: str, bos: bool, truncate: bool):
     return m.embed_ids(ids, text)
 
 
-def _tables(out, m, records, component, pool) -> None:
-    """A table per text: the norms of each token's parts and a preview of the vector."""
+def _tables(out, m, records, component, pool, width: int | None) -> None:
+    """A table per text: the norms of each token's parts and a preview of the vector (as many of
+    its first values as fit `width`, at most PREVIEW)."""
     for e, vec in records:
         if pool != "none":
-            out.start(["pool", "tokens", "norm", "preview"], title=f"{e.text!r}: {component}, {pool} pooled")
+            out.start(["pool", "tokens", "norm", "preview"], title=f"'{e.text}': {component}, {pool} pooled")
             out.write({"pool": pool, "tokens": len(e.ids), "norm": float(e.norms(component, pool)),
                        "preview": _preview(vec)})
             out.close()
             continue
         rows = e.to_records()
-        out.start(list(rows[0]) + ["preview"], title=f"{e.text!r}: {component} (preview of {PREVIEW} of {m.emb.dim} values)")
+        n = _preview_count(rows, vec, width)
+        out.start(list(rows[0]) + ["preview"], title=f"'{e.text}': {component} (preview of {n} of {m.emb.dim} values)")
         for row, v in zip(rows, vec):
-            out.write({**row, "preview": _preview(v)})
+            out.write({**row, "preview": _preview(v, n)})
         out.close()
 
 
-def _preview(v) -> str:
-    return " ".join(f"{x:+.4f}" for x in v[:PREVIEW]) + (" …" if len(v) > PREVIEW else "")
+def _preview(v, n: int = PREVIEW) -> str:
+    return " ".join(f"{x:+.4f}" for x in v[:n]) + (" …" if len(v) > n else "")
+
+
+def _preview_count(rows: list[dict], vectors, width: int | None) -> int:
+    """PREVIEW, or fewer values (at least one) when the table would be wider than `width` with
+    PREVIEW: the preview shrinks before the table wraps or splits."""
+    from embscope.output import text_value
+    from embscope.table_layout import natural_widths, total_width
+
+    if width is None:
+        return PREVIEW
+    columns = list(rows[0])
+    used = total_width(natural_widths(columns, [[text_value(r[c]) for c in columns] for r in rows]) + [0])
+    for n in range(PREVIEW, 1, -1):
+        if used + max(len(_preview(v, n)) for v in vectors) <= width:
+            return n
+    return 1
 
 
 def _documents(out, records, component, pool) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embscope.cli.common import FormatOpt, ModelSource, model_command
+from embscope.cli.common import FormatOpt, ModelSource, OutputOpt, model_command, output_writer
 from embscope.cli.context import Environment
 
 
@@ -10,11 +10,14 @@ from embscope.cli.context import Environment
 def info(
     source: ModelSource,
     env: Environment,
+    output: OutputOpt = None,
     format: FormatOpt = None,
 ):
     """Model source and format, tensors used, sizes, dtype, tokenizer, bytes read."""
-    writer = env.writer(format)  # a bad -f is a usage error before the model is read
+    writer, _ = output_writer(env, output, format)  # a bad -f or -o is a usage error before the model is read
     facts = source.load(env).info()
+    if writer.takes_documents:  # json: one object keyed by field; jsonl: the same object on a line
+        return writer.document(facts.as_dict(), [facts.as_dict()])
     out = writer.start(["field", "value"], title=f"embscope info: {facts.name}")
     for row in facts.to_records():
         out.write(row)

@@ -16,7 +16,7 @@ from embscope.cli.context import Environment
 app = typer.Typer(
     name="embscope",
     help="Look inside the input embeddings (wte, wpe) of language models.",
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (docs: README)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -31,7 +31,7 @@ def _version(value: bool):
 @app.callback()
 def _global(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and loading details.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and loading details (after the command, too).")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ):
@@ -42,7 +42,7 @@ def _global(
 
 
 def _register() -> None:
-    from embscope.cli import cache, embed, info, neighbors, norms, positions
+    from embscope.cli import cache, embed, info, neighbors, norms, positions, sim, tokens
     from embscope.cli.diff import diff
 
     app.command("info")(info.info)
@@ -50,6 +50,8 @@ def _register() -> None:
     app.command("positions")(positions.positions)
     app.command("norms")(norms.norms)
     app.command("embed")(embed.embed)
+    app.command("sim")(sim.sim)
+    app.command("tokens")(tokens.tokens)
     app.add_typer(cache.app, name="cache")
     app.command("diff")(diff)
 
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     if not argv:  # a bare `embscope` asks what it can do: the help, on stdout, exit 0
         argv = ["--help"]
     command = typer.main.get_command(app)
+    # The shell's completion script runs `embscope` with _EMBSCOPE_COMPLETE set: answer, exit.
+    command._main_shell_completion({}, "embscope", None)
     env = Environment.detect()
     # NaN/Inf rows are found and reported by the commands themselves; numpy's own
     # RuntimeWarnings about them would only add noise (and raw text) to stderr.

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, MatrixOpt, ModelSource, choice, model_command, parse_range, stdin_lines, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, OutputOpt, choice, model_command, not_together, note_multi_token,
+    output_writer, parse_range, stdin_lines, warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -26,6 +27,7 @@ def neighbors(
     cosmul: Annotated[bool, typer.Option("--cosmul", help="3CosMul instead of 3CosAdd for arithmetic (cosine only).")] = False,
     all_tokens: Annotated[bool, typer.Option("--all", help="The k-NN graph of the whole vocabulary, streamed.")] = False,
     rows: Annotated[Optional[str], typer.Option("--rows", metavar="A:B", help="With --all: only tokens A..B-1 (split the graph across runs).")] = None,
+    output: OutputOpt = None,
     format: FormatOpt = None,
     matrix: MatrixOpt = "input",
 ):
@@ -40,11 +42,12 @@ def neighbors(
         raise UsageError("--cosmul works with --metric cosine only")
     if all_tokens and query:
         raise UsageError("--all takes no query")
+    not_together(("--all", all_tokens), ("--exact", exact), ("--include-query", include_query), ("--cosmul", cosmul))
     if rows is not None and not all_tokens:
         raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
-    writer = env.writer(format)  # a bad -f is a usage error before the model is read
+    writer, _ = output_writer(env, output, format)  # a bad -f or -o is a usage error before the model is read
     m = source.load(env, matrix)
     if top > m.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
@@ -57,17 +60,31 @@ def neighbors(
     q = m.query(query, exact)
     found = m.answer([q], top, metric=metric, include_query=include_query, cosmul=cosmul)[0]  # errors before output
     warn_bad_rows(env, m.index.bad_rows(), "left out")  # after: a query that is a NaN row is one error line
-    _describe(env, m, q)
+    _describe(env, m, q, metric, cosmul, include_query)
     out = writer.start(["rank", "id", "token", "score"], title=f"neighbors of {q.text} ({metric})")
     out.write_rows((n.rank, n.id, n.token, n.score) for n in found)
     out.close()
 
 
-def _describe(env: Environment, m, q) -> None:
+def _describe(env: Environment, m, q, metric: str, cosmul: bool, include_query: bool) -> None:
     for t in q.terms:
-        if t.multi:
-            parts = ", ".join(f"{m.token(i)!r} #{i}" for i in t.ids)
-            env.note(f"'{t.text}' is {len(t.ids)} tokens ({parts}): using the mean of their vectors")
+        note_multi_token(env, m, t.text, t.ids)
+    if q.side_by_side:
+        quote = f"; quoted as one argument, '{q.text}' is one text" if not q.negative else ""
+        env.note(f"{q.text}: {side_by_side(q, metric, cosmul, include_query)}{quote}")
+
+
+def side_by_side(q, metric: str, cosmul: bool, include_query: bool) -> str:
+    """How words given side by side (`king queen`) were combined, in words."""
+    formula = " ".join(("- " if t.sign < 0 else "+ " if n else "") + t.text for n, t in enumerate(q.terms))
+    signs = "positive=[...]" + (", negative=[...]" if q.negative else "")
+    if cosmul:
+        how = f"3CosMul, as gensim's most_similar_cosmul({signs})"
+    elif metric == "cosine":
+        how = f"the mean of their unit vectors, as gensim's most_similar({signs})"
+    else:
+        how = "the sum of the added vectors minus the subtracted ones" if q.negative else "the sum of their vectors"
+    return f"read as {formula}: {how}" + ("" if include_query else ", the words left out of the results")
 
 
 def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, writer):
@@ -102,7 +119,7 @@ def _all(env: Environment, m, top, metric, writer, first, last):
     out = writer.start(["id", "token", "rank", "neighbor_id", "neighbor", "score"])
     labels = [m.token(i) for i in range(m.n_tokens)]
     total = last - first - sum(first <= i < last for i in m.index.bad_rows().tolist())  # NaN/Inf rows: left out
-    with env.progress(total, "k-NN graph") as advance:
+    with env.progress(total, "k-NN graph", streaming=out.name != "table") as advance:  # a table prints at the end
         for block in m.knn_graph(top, metric=metric, rows=slice(first, last)):
             rows = []
             for i, nbrs, scores in zip(block.ids.tolist(), block.neighbor_ids.tolist(), block.scores.tolist()):

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, MatrixOpt, ModelSource, OutputOpt, at_least_one, model_command, output_kind, warn_bad_rows,
+    FormatOpt, MatrixOpt, ModelSource, at_least_one, model_command, not_together, output_opt, output_writer,
+    warn_bad_rows,
 )
 from embscope.cli.context import Environment
 
@@ -22,16 +23,17 @@ def norms(
     bottom: Annotated[Optional[int], typer.Option("--bottom", help="List the N tokens with the smallest norms.")] = None,
     centroid: Annotated[bool, typer.Option("--centroid", help="Distance from the mean token embedding: both ends (glitch-token candidates).")] = False,
     all_rows: Annotated[bool, typer.Option("--all", help="One row per token: id, token, norm, centroid distance.")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .png (the histogram;"
+                       " the rows still go to stdout)") = None,
     format: FormatOpt = None,
     matrix: MatrixOpt = "input",
 ):
     """Norm statistics of token and position embeddings; outliers; glitch-token candidates."""
     at_least_one("--top", top)
     at_least_one("--bottom", bottom)
-    if output:
-        output_kind(output, ("png",))
-    out = env.writer(format)
+    not_together(("--all", all_rows), ("--top", top), ("--bottom", bottom), ("--centroid", centroid))
+    out, kind = output_writer(env, output, format, ("png",))
+    png = output if kind == "png" else None
     m = source.load(env, matrix)
     found = m.norms(centroid=centroid or all_rows)  # centroid distances: two more passes, only when asked
     warn_bad_rows(env, found.nonfinite(), "left out of the statistics")
@@ -40,8 +42,8 @@ def norms(
         out.write_rows((i, m.token(i), n, d) for i, (n, d)
                        in enumerate(zip(found.token.tolist(), found.centroid_distance.tolist())))
         out.close()
-        if output:  # the histogram picture, as without --all
-            _picture(env, output, out, found, "norm", m.name)
+        if png:  # the histogram picture, as without --all
+            _picture(env, png, out, found, "norm", m.name)
         return
     if top or bottom or centroid:
         k_far = top or (10 if centroid and not bottom else 0)
@@ -52,12 +54,12 @@ def norms(
         for row in ends.to_records():
             out.write(row)
         out.close()
-        return _picture(env, output, out, found, ends.of, m.name)
+        return _picture(env, png, out, found, ends.of, m.name)
     out.start(STAT_COLUMNS, title=f"{m.name}: L2 norms")
     for row in found.to_records():
         out.write(row)
     out.close()
-    _picture(env, output, out, found, "norm", m.name)
+    _picture(env, png, out, found, "norm", m.name)
 
 
 def _picture(env: Environment, output, out, found, of: str, name: str) -> None:

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 import typer
 
 from embscope.cli.common import (
-    FormatOpt, ModelSource, OutputOpt, at_least_one, choice, model_command, output_kind, parse_range,
-    save_npy,
+    DATA_FILES, FormatOpt, ModelSource, at_least_one, choice, model_command, not_together, output_opt,
+    output_writer,
+    parse_range, save_npy,
 )
 from embscope.cli.context import Environment
 
@@ -23,7 +24,8 @@ def positions(
                                                 " keeps the matrix within 2048 positions).")] = None,
     heatmap: Annotated[bool, typer.Option("--heatmap", help="Draw the matrix as a terminal heatmap (or -o FILE.png).")] = False,
     by_offset: Annotated[bool, typer.Option("--by-offset", help="Mean similarity as a function of |i - j|.")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print), .npy (the matrix, or with"
+                       " --by-offset the curve) or .png (the heatmap, or the curve)") = None,
     format: FormatOpt = None,
 ):
     """Position-position similarity matrix of wpe: as data, a heatmap, or by offset."""
@@ -31,8 +33,13 @@ def positions(
 
     choice("metric", metric, METRICS)
     at_least_one("--step", step)
-    kind = output_kind(output, ("npy", "png")) if output else None
-    out = env.writer(format)
+    not_together(("--heatmap", heatmap), ("--by-offset", by_offset), (f"-f {format}", format not in (None, "table")))
+    out, kind = output_writer(env, output, format, ("npy", "png"))
+    if heatmap and kind in DATA_FILES + ("npy",):
+        from embscope.errors import UsageError
+
+        raise UsageError(f"--heatmap draws a picture: -o {output} holds data (use -o FILE.png for the picture)")
+    not_together((f"-o {output}", kind in ("npy", "png")), (f"-f {format}", format))  # the file is the output: stdout gets nothing
     m = source.load(env)
     m.require_positions()
     start, stop = parse_range(range_, m.n_positions)
@@ -74,7 +81,7 @@ def _by_offset(env: Environment, out, found, output, kind, title: str, value_lab
 
         save_line_png(offsets, means, output, title=title, x_label="offset |i - j|", y_label=f"mean {value_label}")
         return env.note(f"wrote {output}")
-    out.start(["offset", "mean", "pairs"], title=f"{title}: mean {value_label} by offset")
+    out.start(["offset", "mean", "pairs"], title=f"{title}: mean {found.metric} by offset")
     out.write_rows(zip(offsets, means.tolist(), pairs.tolist()))
     out.close()
     if out.name == "table":

@@ -316,7 +316,7 @@ def test_all_rows_and_positions(planted, capsys):
     assert len(rows) == GPT2_VOCAB and list(rows[0]) == ["id", "token", "cosine", "cosine_raw", "norm_ratio"]
     np.testing.assert_allclose([float(r["cosine"]) for r in rows], cos, rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose([float(r["norm_ratio"]) for r in rows], ratio, rtol=1e-5)
-    code, out, _ = run(["diff", planted["a"], planted["b"], "-k", "0", "--positions", "-f", "tsv"], capsys)
+    code, out, _ = run(["diff", planted["a"], planted["b"], "--positions", "-f", "tsv"], capsys)
     rows = tsv(out)
     r = ref_rotation(planted["A"], planted["B"])
     assert list(rows[0]) == ["position", "cosine", "cosine_raw", "norm_ratio"] and len(rows) == 64
@@ -324,17 +324,36 @@ def test_all_rows_and_positions(planted, capsys):
 
 
 def test_pictures(planted, small, tmp_path, capsys):
+    """-o FILE.png: the picture, and the rows still go to stdout (as -f would print them)."""
+    import matplotlib.image
+
     for argv, name in (([planted["a"], planted["b"], "-k", "0"], "hist.png"),
-                       ([planted["a"], planted["b"], "-k", "0", "--positions"], "positions.png"),
+                       ([planted["a"], planted["b"], "--positions"], "positions.png"),
                        ([*small["paths"], "-k", "2"], "training.png")):
         path = tmp_path / name
-        code, out, err = run(["diff", *argv, "-o", str(path)], capsys)
+        code, out, err = run(["diff", *argv, "-f", "tsv", "-o", str(path)], capsys)
         assert code == 0 and err.endswith(f"wrote {path}\n"), err
-        import matplotlib.image
-
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib.image.imread(str(path)).shape[2] == 4
-        if name != "hist.png":
-            assert out == ""
+        assert out == run(["diff", *argv, "-f", "tsv"], capsys)[1]
+
+
+@pytest.mark.parametrize("suffix", ["tsv", "csv", "json", "jsonl"])
+def test_data_files(small, tmp_path, capsys, suffix):
+    """-o FILE.tsv (.csv .json .jsonl) holds exactly what -f would print; nothing on stdout."""
+    for argv in ([*small["paths"][:2], "-k", "3", "--top", "2"], [*small["paths"][:2], "--positions"],
+                 [*small["paths"][:2], "-k", "0", "--all"], [*small["paths"], "-k", "2"]):
+        path = tmp_path / f"out.{suffix}"
+        code, out, err = run(["diff", *argv, "-o", str(path)], capsys)
+        assert (code, out) == (0, "") and err.endswith(f"wrote {path}\n")
+        assert path.read_text("utf-8") == run(["diff", *argv, "-f", suffix], capsys)[1]
+
+
+def test_a_failure_writes_no_data_file(small, planted, tmp_path, capsys):
+    target = tmp_path / "d.tsv"
+    target.write_text("the previous version")
+    code, out, err = run(["diff", small["paths"][0], planted["b"], "-o", str(target)], capsys)
+    assert (code, out) == (1, "") and "rows are compared by id" in err
+    assert target.read_text() == "the previous version" and [p.name for p in tmp_path.iterdir()] == ["d.tsv"]
 
 
 # --- vocabularies -------------------------------------------------------------------------------
@@ -520,14 +539,24 @@ def test_steps_of_an_llmc_run(tmp_path, tiktoken_gpt2, clean_home, capsys):
     (["a", "b", "-k", "-1"], 2, "-k must be at least 0 (got -1; 0 leaves out the neighbour overlap)"),
     (["a", "b", "--top", "0"], 2, "--top must be at least 1 (got 0)"),
     (["a", "b", "-f", "xml"], 2, "unknown format 'xml' (choose from table, tsv, csv, json, jsonl)"),
-    (["a", "b", "-o", "x.npy"], 2, "-o x.npy: unknown file type (use .png)"),
+    (["a", "b", "-o", "x.npy"], 2, "-o x.npy: unknown file type (use .tsv, .csv, .json, .jsonl or .png)"),
     (["a", "b", "c", "--all"], 2, "--all compares two checkpoints (got 3); name two, or --steps A:B with two steps"),
     (["./a", "b"], 1, "./a: no such file or directory"),
+    (["a", "b", "--all", "--positions"], 2, "--all and --positions cannot be used together"),
+    (["a", "b", "--all", "--top", "3"], 2, "--all and --top cannot be used together"),
+    (["a", "b", "--positions", "--top", "3"], 2, "--positions and --top cannot be used together"),
+    (["a", "b", "--positions", "-k", "0"], 2, "--positions and -k cannot be used together"),
+    (["a", "b", "c", "--top", "3"], 2, "--top compares two checkpoints (got 3); name two, or --steps A:B with two steps"),
+    (["a", "b", "--tokenizer", "t.json", "--meta", "m.pkl"], 2, "--tokenizer and --meta cannot be used together"),
+    (["a", "b", "-o", "x.tsv", "-f", "json"], 2, "-f json and -o x.tsv disagree: a file's format is its suffix"),
+    (["a", "b", "--positions", "--matrix", "output"], 2, "--positions compares the input side (positions are added"
+     " to the input embedding): leave out --matrix output"),
 ])
 def test_refused_before_any_model_is_read(argv, status, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run(["diff", *argv], capsys)
     assert (code, out, err) == (status, "", f"embscope: error: {message}\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_steps(small, tmp_path, capsys):

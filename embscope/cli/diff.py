@@ -7,13 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from embscope.cli.common import FormatOpt, MatrixOpt, MetaOpt, ModelSource, TokenizerOpt, WpeKeyOpt, WteKeyOpt
+from embscope.cli.common import (
+    DebugOpt, FormatOpt, MatrixOpt, MetaOpt, ModelSource, TokenizerOpt, WpeKeyOpt, WteKeyOpt, at_least_one, not_together,
+    output_opt, output_writer,
+)
 from embscope.cli.context import Environment
 
-OutputOpt = Annotated[Optional[str], typer.Option(
-    "--output", "-o", metavar="FILE.png", help="Draw the picture into FILE.png: the histogram of the cosines,"
-    " the positions' drift (--positions) or the drift over training.")]
 STAT_COLUMNS = ["measure", "count", "mean", "std", "min", "p1", "p50", "p99", "max"]
+TOP, K = 10, 10  # the defaults of --top and -k
 
 
 def diff(
@@ -22,51 +23,71 @@ def diff(
         metavar="A B [C...]", help="Checkpoints in order (ckpt.pt, .safetensors, model directory, hub id);"
         " with --steps, one run folder.", show_default=False)],
     align: Annotated[str, typer.Option("--align", help="procrustes (turn B onto A first) or none.")] = "procrustes",
-    k: Annotated[int, typer.Option("-k", metavar="K", help="Neighbours per token for the overlap (Jaccard@k); 0: skip it.")] = 10,
-    top: Annotated[int, typer.Option("--top", metavar="N", help="Tokens listed at each end (moved most, least).")] = 10,
+    k: Annotated[Optional[int], typer.Option("-k", metavar="K", help=f"Neighbours per token for the overlap (Jaccard@k; default {K}); 0: skip it.", show_default=False)] = None,
+    top: Annotated[Optional[int], typer.Option("--top", metavar="N", help=f"Tokens listed at each end: moved most, least (default {TOP}).", show_default=False)] = None,
     by_token: Annotated[bool, typer.Option("--by-token", help="Match rows by token bytes (different tokenizers), not by id.")] = False,
     steps: Annotated[Optional[str], typer.Option("--steps", metavar="all|A:B", help="The steps of one nanochat or llm.c run folder: all, or A:B (A <= step <= B).")] = None,
     all_rows: Annotated[bool, typer.Option("--all", help="One row per token (two checkpoints).")] = False,
     positions: Annotated[bool, typer.Option("--positions", help="One row per learned position (two checkpoints).")] = False,
-    output: OutputOpt = None,
+    output: output_opt(".tsv, .csv, .json or .jsonl (the rows -f would print) or .png (the histogram of the"
+                       " cosines, the positions' curve or the drift over training; the rows still go to stdout)") = None,
     format: FormatOpt = None,
     matrix: MatrixOpt = "input",
     wte_key: WteKeyOpt = None,
     wpe_key: WpeKeyOpt = None,
     tokenizer: TokenizerOpt = None,
     meta: MetaOpt = None,
+    debug: DebugOpt = False,
 ):
     """How embeddings moved between checkpoints: aligned cosine, norm ratio, neighbour overlap.
 
     Two checkpoints: per-token statistics, histogram and movers; three or more (or --steps):
     the drift over training."""
+    env: Environment = ctx.obj
+    _check_options(checkpoints, align, k, top, steps, all_rows, positions, matrix, tokenizer, meta)
+    out, kind = output_writer(env, output, format, ("png",))  # -f and -o checked before any model is read
+    try:
+        _compare(env, out, output if kind == "png" else None, checkpoints, align, k, top, by_token, steps,
+                 all_rows, positions, matrix, dict(wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta))
+    except BaseException:
+        env.discard_files()
+        raise
+    env.finish_files()  # an -o data file gets its name only now, whole
+
+
+def _check_options(checkpoints, align, k, top, steps, all_rows, positions, matrix, tokenizer, meta) -> None:
     from embscope.comparison import ALIGNMENTS
     from embscope.errors import UsageError
 
-    env: Environment = ctx.obj
     if align not in ALIGNMENTS:
         raise UsageError(f"unknown alignment '{align}' (choose from {', '.join(ALIGNMENTS)})")
-    if k < 0:
+    if k is not None and k < 0:
         raise UsageError(f"-k must be at least 0 (got {k}; 0 leaves out the neighbour overlap)")
-    if top < 1:
-        raise UsageError(f"--top must be at least 1 (got {top})")
+    at_least_one("--top", top)
     _check_counts(checkpoints, steps)
-    out = env.writer(format)  # a bad -f is a usage error before any model is read
-    if output:
-        from embscope.cli.common import output_kind
-
-        output_kind(output, ("png",))
-    sources = _sources(checkpoints, steps, wte_key, wpe_key, tokenizer, meta)
-    if len(sources) > 2 and (all_rows or positions):
-        raise UsageError(f"{'--all' if all_rows else '--positions'} compares two checkpoints"
-                         f" (got {len(sources)}); name two, or --steps A:B with two steps")
+    not_together(("--all", all_rows), ("--positions", positions), ("--top", top))
+    not_together(("--positions", positions), ("--top", top), ("-k", k))  # positions need no neighbours
+    not_together(("--tokenizer", tokenizer), ("--meta", meta))
     if positions and matrix != "input":
         raise UsageError("--positions compares the input side (positions are added to the input embedding):"
                          " leave out --matrix output")
+
+
+def _compare(env: Environment, out, png, checkpoints, align, k, top, by_token, steps, all_rows, positions,
+             matrix, keys) -> None:
+    """Load the checkpoints and answer: two, or the drift over three or more."""
+    from embscope.errors import UsageError
+
+    sources = _sources(checkpoints, steps, keys)
+    if len(sources) > 2 and (all_rows or positions or top):
+        option = "--all" if all_rows else "--positions" if positions else "--top"
+        raise UsageError(f"{option} compares two checkpoints (got {len(sources)}); name two, or --steps A:B"
+                         " with two steps")
     models = [s.load(env, matrix) for s in sources]
+    k = K if k is None else k
     if len(models) == 2:
-        return _pair(env, out, models, align, k, top, by_token, all_rows, positions, output)
-    return _over_training(env, out, models, sources, align, k, by_token, output, steps is not None)
+        return _pair(env, out, models, align, 0 if positions else k, top or TOP, by_token, all_rows, positions, png)
+    return _over_training(env, out, models, sources, align, k, by_token, png, steps is not None)
 
 
 def _check_counts(checkpoints: list[str], steps: str | None) -> None:
@@ -78,9 +99,9 @@ def _check_counts(checkpoints: list[str], steps: str | None) -> None:
         raise UsageError("name two or more checkpoints (or one run folder with --steps)")
 
 
-def _sources(checkpoints, steps, wte_key, wpe_key, tokenizer, meta) -> list[ModelSource]:
-    """What to load: each checkpoint named, or each selected step of the one run folder."""
-    keys = dict(wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta)
+def _sources(checkpoints, steps, keys: dict) -> list[ModelSource]:
+    """What to load: each checkpoint named, or each selected step of the one run folder (`keys`:
+    --wte-key, --wpe-key, --tokenizer and --meta, for each)."""
     if steps is None:
         return [ModelSource(spec, **keys) for spec in checkpoints]
     from embscope.errors import UsageError
@@ -140,8 +161,9 @@ def _pair(env: Environment, out, models, align, k, top, by_token, all_rows, posi
         return _histogram_png(env, d, output) if output else None
     if out.takes_documents:
         records = d.summary_records(), d.mover_records(top)
-        return out.document(_document(d, *records), [{"table": "summary", **r} for r in records[0]]
-                            + [{"table": "movers", **r} for r in records[1]])
+        out.document(_document(d, *records), [{"table": "summary", **r} for r in records[0]]
+                     + [{"table": "movers", **r} for r in records[1]])
+        return _histogram_png(env, d, output) if output else None
     _summary(env, out, d, output)
     if out.name != "table":
         out.stream.write("\n")  # TSV/CSV: the movers table follows after an empty line
@@ -241,20 +263,21 @@ def _all(out, d) -> None:
 
 
 def _positions(env: Environment, out, d, output) -> None:
-    """Per learned position: cosine (aligned by the tokens' rotation), raw cosine, norm ratio."""
+    """Per learned position: cosine (aligned by the tokens' rotation), raw cosine, norm ratio; the
+    curve under a table, or -o FILE.png."""
     p = d.positions
-    if output:
-        from embscope.render.png import save_line_png
-
-        save_line_png(p.positions, p.cosine, output, title=f"{d.a} -> {d.b}: positions",
-                      x_label="position", y_label=_cosine_words(d))
-        return env.note(f"wrote {output}")
     columns = ["position", "cosine"] + (["cosine_raw"] if d.align != "none" else []) + ["norm_ratio"]
     out.start(columns, title=f"{d.a} -> {d.b}: positions, {_cosine_words(d)}")
     for row in p.to_records():
         out.write(row)
     out.close()
-    if out.name == "table":
+    if output:
+        from embscope.render.png import save_line_png
+
+        save_line_png(p.positions, p.cosine, output, title=f"{d.a} -> {d.b}: positions",
+                      x_label="position", y_label=_cosine_words(d))
+        env.note(f"wrote {output}")
+    elif out.name == "table":
         from embscope.render.lineplot import line_plot
 
         env.console.print(line_plot(p.positions, p.cosine, max_width=env.console.width, height=10, title="",
@@ -266,7 +289,6 @@ def _positions(env: Environment, out, d, output) -> None:
 def _over_training(env: Environment, out, models, sources, align, k, by_token, output, from_steps) -> None:
     """The drift-over-training table: each checkpoint against the previous one and the last."""
     from embscope.comparison import drift
-
     from embscope.display import sanitize
 
     names = [sanitize(_short_name(m) if from_steps else s.model) for m, s in zip(models, sources)]  # paths are data
@@ -275,19 +297,18 @@ def _over_training(env: Environment, out, models, sources, align, k, by_token, o
     for note in t.notes:
         env.note(note)
     x, x_label = _x_axis(t)
-    if output:
-        from embscope.render.png import save_lines_png
-
-        series = {f"{name.replace('_', ' ')}": v for name, v in t.columns().items()}
-        save_lines_png(x, series, output, title=f"drift over training ({_words(t)})", x_label=x_label,
-                       y_label="mean over tokens")
-        return env.note(f"wrote {output}")
-    out.start(["checkpoint", "step"] + list(t.columns()),
-              title=f"drift over training: mean {_words(t)}")
+    out.start(["checkpoint", "step"] + list(t.columns()), title=f"drift over training: mean {_words(t)}")
     for row in t.to_records():
         out.write(row)
     out.close()
-    if out.name == "table":
+    if output:
+        from embscope.render.png import save_lines_png
+
+        series = {name.replace("_", " "): v for name, v in t.columns().items()}
+        save_lines_png(x, series, output, title=f"drift over training ({_words(t)})", x_label=x_label,
+                       y_label="mean over tokens")
+        env.note(f"wrote {output}")
+    elif out.name == "table":
         _training_plots(env, t, x, x_label)
 
 

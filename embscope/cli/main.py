@@ -52,8 +52,8 @@ def _register() -> None:
     app.command("embed")(embed.embed)
     app.command("sim")(sim.sim)
     app.command("tokens")(tokens.tokens)
-    app.add_typer(cache.app, name="cache")
     app.command("diff")(diff)
+    app.add_typer(cache.app, name="cache")
 
 
 _register()

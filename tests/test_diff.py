@@ -337,6 +337,20 @@ def test_pictures(planted, small, tmp_path, capsys):
         assert out == run(["diff", *argv, "-f", "tsv"], capsys)[1]
 
 
+def test_on_a_terminal_the_bar_goes_and_the_tables_stay(small, capsys, monkeypatch):
+    """The neighbour searches draw a bar on stderr, erased before the tables print: the screen
+    holds what -f table prints, histogram included."""
+    from tests.terminal import run_on_terminal, screen
+
+    monkeypatch.setenv("COLUMNS", "100")
+    argv = ["diff", *small["paths"][:2], "-k", "3", "--top", "2"]
+    _, want, _ = run([*argv, "-f", "table"], capsys)
+    code, raw, _ = run_on_terminal(argv, columns=100)
+    assert code == 0 and "neighbours" in raw
+    assert screen(raw) == [line.rstrip() for line in want.splitlines()]
+    assert "token cosine after Procrustes alignment" in want and "tokens that moved most and least" in want
+
+
 @pytest.mark.parametrize("suffix", ["tsv", "csv", "json", "jsonl"])
 def test_data_files(small, tmp_path, capsys, suffix):
     """-o FILE.tsv (.csv .json .jsonl) holds exactly what -f would print; nothing on stdout."""

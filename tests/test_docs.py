@@ -16,7 +16,7 @@ def test_examples_are_up_to_date():
 
 
 def test_every_command_has_a_page():
-    for command in ("info", "neighbors", "positions", "norms", "embed", "sim", "tokens"):
+    for command in ("info", "neighbors", "positions", "norms", "embed", "sim", "tokens", "diff"):
         page = ROOT / "docs" / f"{command}.md"
         assert page.is_file(), page
         assert f"<!-- example: embscope {command}" in page.read_text(), f"{page} shows no real run"

@@ -71,12 +71,12 @@ def measures(a: np.ndarray, b: np.ndarray, r: np.ndarray | None) -> tuple[np.nda
     Computed in float64: a token that barely moved keeps its digits (0.9999997, not 1 ± 1e-7)."""
     ok = usable(a, b)
     a, b = a.astype(np.float64), b.astype(np.float64)  # (m, d)
-    na, nb = lengths(a), lengths(b)  # (m,)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        denom = na * nb
+        sa, sb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)  # (m,) squared norms
+        denom = np.sqrt(sa * sb)  # a row equal in both: exactly its a·a, so the cosine is exactly 1
         raw = np.einsum("ij,ij->i", a, b) / denom
         turned = raw if r is None else np.einsum("ij,ij->i", a, b @ r) / denom
-        ratio = nb / na
+        ratio = np.sqrt(sb / sa)
     raw, turned = np.clip(raw, -1, 1), np.clip(turned, -1, 1)  # rounding past ±1
     return tuple(np.where(ok, v, np.nan) for v in (raw, turned, ratio))
 

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "load", "Model", "EmbscopeError",
     "Neighbors", "Neighbor", "KnnBlock", "PositionSimilarity", "Norms", "Embedding", "Stats",
+    "Selection", "Map", "Export",
     "diff", "drift", "run_steps", "Diff", "Drift", "PositionDrift",
 ]
 
@@ -20,6 +21,7 @@ _WHERE = {
     "Neighbors": "embscope.results", "Neighbor": "embscope.results", "KnnBlock": "embscope.results",
     "PositionSimilarity": "embscope.results", "Norms": "embscope.results", "Embedding": "embscope.results",
     "Stats": "embscope.analysis.norms",
+    "Selection": "embscope.results", "Map": "embscope.results", "Export": "embscope.results",
     "diff": "embscope.api", "drift": "embscope.api", "run_steps": "embscope.api",
     "Diff": "embscope.results", "Drift": "embscope.results", "PositionDrift": "embscope.results",
 }

@@ -17,7 +17,8 @@ from embscope.analysis.similarity import METRICS, Index
 from embscope.errors import EmbscopeError
 from embscope.model import Embeddings
 from embscope.results import (
-    Embedding, Info, KnnBlock, Neighbors, NormOutliers, Norms, PositionSimilarity, Similarity, Tokens,
+    Embedding, Export, Info, KnnBlock, Map, Neighbors, NormOutliers, Norms, PositionSimilarity, Selection,
+    Similarity, Tokens,
 )
 
 if TYPE_CHECKING:
@@ -279,6 +280,148 @@ class Model:
         return NormOutliers(of, (names[0],) * len(far) + (names[1],) * len(near),
                             np.concatenate([np.arange(1, len(far) + 1), np.arange(1, len(near) + 1)]), ids,
                             tuple(self.token(i) for i in ids.tolist()), norms.values(of)[ids], norms.token[ids])
+
+    # --- maps and exports ------------------------------------------------------------------
+
+    def select(self, words: Iterable[str] | None = None, *, near: str | None = None, k: int = 10,
+               ids: slice | None = None, sample: int | None = None, seed: int = 0, positions: bool = False,
+               metric: str = "cosine", exact: bool = False) -> Selection:
+        """Rows for `map` or `export`, chosen by one of: `words` (each one token: a word, ' word'
+        when that is one token, or '#id'), `near` (a query and its k nearest tokens, as
+        `neighbors` finds them), `ids` (a slice of token ids), `sample` (that many token ids,
+        `np.random.default_rng(seed).choice(n_tokens, sample, replace=False)`, sorted) or
+        `positions` (every learned position). None of them: every token."""
+        from embscope.analysis import selection as sel
+
+        chosen = [name for name, v in (("words", words), ("near", near), ("ids", ids), ("sample", sample))
+                  if v is not None] + (["positions"] if positions else [])
+        if len(chosen) > 1:
+            raise EmbscopeError(f"{chosen[0]} and {chosen[1]} cannot be used together")
+        if positions:
+            self.require_positions()
+            return self._rows("positions", np.arange(self.n_positions), f"positions 0..{self.n_positions - 1}")
+        if words is not None:
+            found, repeats = sel.unique_ids([self._single_token(w, exact) for w in words])
+            if not len(found):
+                raise EmbscopeError("no tokens named")
+            return self._rows("tokens", found, f"{len(found)} named tokens", repeats=repeats)
+        if near is not None:
+            q = self.query(near, exact)
+            found = self.answer([q], k, metric=metric)[0]
+            query_ids, _ = sel.unique_ids(q.ids)
+            return self._rows("tokens", np.concatenate([query_ids, found.ids]),
+                              f"{q.text} and its {len(found)} nearest tokens ({metric})",
+                              highlight=tuple(query_ids.tolist()))
+        if ids is not None:
+            start, stop, step = ids.indices(self.n_tokens)
+            if step != 1 or start >= stop:
+                raise EmbscopeError(f"ids {start}:{stop}: need a non-empty range of tokens with step 1")
+            return self._rows("tokens", np.arange(start, stop), f"tokens {start}..{stop - 1}")
+        if sample is not None:
+            return self._rows("tokens", sel.sample_ids(self.n_tokens, sample, seed, np.empty(0, np.int64)),
+                              f"a sample of {sample} tokens (seed {seed})")
+        return self._rows("tokens", np.arange(self.n_tokens), f"all {self.n_tokens} tokens")
+
+    def _single_token(self, word: str, exact: bool) -> int:
+        from embscope.queries import check_text, term_ids
+
+        ids = term_ids(self.emb, check_text(word.strip()), exact)
+        if len(ids) > 1:
+            parts = ", ".join(f"'{self.token(i)}' #{i}" for i in ids)  # escaped as in the tables, not repr()
+            raise EmbscopeError(f"'{word.strip()}' is {len(ids)} tokens ({parts}): name single tokens,"
+                                " one by one or as '#id'")
+        return ids[0]
+
+    def _rows(self, kind: str, ids: np.ndarray, description: str, **more) -> Selection:
+        ids = np.asarray(ids, dtype=np.int64)
+        labels = tuple(str(i) for i in ids.tolist()) if kind == "positions" else tuple(self.token(i) for i in ids.tolist())
+        return Selection(kind, ids, labels, description, **more)
+
+    def vectors(self, rows: Selection):
+        """The selected rows of wte (or wpe) as a (n, d) matrix read block by block (`rows(a, b)`)."""
+        from embscope.export.source import RowView
+
+        if rows.kind == "positions":
+            return RowView(self.emb.require_positions(), rows.ids, self.emb.layout.position_offset)
+        return RowView(self.emb.wte, rows.ids)
+
+    def map(self, rows: Selection, *, method: str = "pca", components: int = 2, svd: str = "auto",
+            seed: int = 0) -> Map:
+        """The rows as points in `components` dimensions: PCA (`svd`: "exact", "randomized" or
+        "auto": exact up to 500 rows or dimensions), or t-SNE / UMAP (the "tsne" / "umap" extras).
+        Rows holding NaN or Inf are left out (`Map.left_out`)."""
+        from embscope.analysis.pca import SOLVERS
+        from embscope.analysis.projection import METHODS, project
+        from embscope.analysis.selection import nonfinite_rows
+
+        _choice("method", method, METHODS)
+        _choice("svd solver", svd, SOLVERS)
+        x = self.vectors(rows).rows(0, len(rows))  # (n, d)
+        bad = nonfinite_rows(x)
+        if len(bad):
+            keep = np.setdiff1d(np.arange(len(rows)), bad)
+            x, placed = x[keep], self._subset(rows, keep)
+        else:
+            placed = rows
+        need = max(3, components + 1)
+        if len(x) < need:
+            raise EmbscopeError(f"a map in {components} dimensions needs at least {need} points with finite"
+                                f" values (got {len(x)})")
+        if not 1 <= components <= x.shape[1]:
+            raise EmbscopeError(f"components must be between 1 and the width {x.shape[1]} (got {components})")
+        try:
+            coords, p = project(x, method, components, solver=svd, seed=seed)
+        except ValueError as e:  # the rows are all the same
+            raise EmbscopeError(f"cannot map {rows.description}: {e}") from None
+        return Map(placed, method, coords, p, rows.ids[bad])
+
+    @staticmethod
+    def _subset(rows: Selection, keep: np.ndarray) -> Selection:
+        return Selection(rows.kind, rows.ids[keep], tuple(rows.labels[i] for i in keep.tolist()),
+                         rows.description, rows.highlight, rows.repeats)
+
+    def export(self, to: str, path: str, rows: Selection | None = None, *, progress=None) -> Export:
+        """Write the rows (default: every token) for another tool: "projector" (a folder with
+        tensors.tsv, metadata.tsv and projector_config.pbtxt for TensorBoard's projector),
+        "word2vec" (a file gensim's KeyedVectors.load_word2vec_format reads; binary when it ends
+        in .bin) or "npy" (a folder with embeddings.npy and vocab.tsv). Tokens are written as
+        embscope.export.keys describes. `progress(rows)` is called as rows are written."""
+        from embscope.analysis.norms import row_norms
+        from embscope.export import writers as w
+
+        _choice("export format", to, w.FORMATS)
+        rows = self.select() if rows is None else rows
+        w.check_target(to, path)
+        view = self.vectors(rows)
+        keys = None if rows.kind == "positions" else self.keys(rows, spaces=to == "word2vec")
+        renamed = 0
+        if to == "projector":
+            norms = row_norms(view, 0, len(rows))
+            files = w.write_projector(path, view, rows.ids, keys, norms, self._tensor_name(rows), progress)
+        elif to == "word2vec":
+            keys, renamed = w.unique_keys(keys or [str(i) for i in rows.ids.tolist()], rows.ids)
+            files = w.write_word2vec(path, view, keys, path.lower().endswith(".bin"), progress)
+        else:
+            files = w.write_npy(path, view, rows.ids, keys, rows.id_name)
+        return Export(to, path, files, len(rows), view.shape[1], renamed)
+
+    def keys(self, rows: Selection, *, spaces: bool = False) -> list[str]:
+        """The tokens of `rows` as lossless text for files (embscope.export.keys); '#id' for a
+        model without a tokenizer."""
+        from embscope.export.keys import token_key
+
+        out = []
+        for i in rows.ids.tolist():
+            b = self.emb.token_text(i)
+            out.append(f"#{i}" if b is None else token_key(b, spaces=spaces))
+        return out
+
+    def _tensor_name(self, rows: Selection) -> str:
+        """The name of the tensor the rows come from (the LM head's with matrix="output")."""
+        e = self.emb
+        if rows.kind == "positions":
+            return e.layout.wpe_key or "positions"
+        return (e.head_key if e.matrix == "output" and e.head_key else e.layout.wte_key) or "embeddings"
 
     def encode(self, text: str, *, bos: bool = False) -> list[int]:
         """The token ids the model sees for `text` (special tokens only with `bos`)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embscope.analysis.norms import Stats, stats
+from embscope.analysis.pca import Pca
 from embscope.errors import EmbscopeError
 
 
@@ -220,6 +221,77 @@ class Embedding(_Records):
             row["|sum|"] = float(np.linalg.norm(self.sum[p]))
             rows.append(row)
         return rows
+
+
+@dataclass(frozen=True, eq=False)
+class Selection(_Records):
+    """Rows chosen for a map or an export (`Model.select`): token ids, or position numbers."""
+
+    kind: str  # "tokens" or "positions"
+    ids: np.ndarray  # (n,) token ids or position numbers, in the order chosen
+    labels: tuple[str, ...]  # (n,) printable token labels; positions: their numbers
+    description: str  # how they were chosen, for titles: "tokens 0..99"
+    highlight: tuple[int, ...] = ()  # ids pictures pick out: a neighbourhood's query tokens
+    repeats: int = 0  # ids named more than once (kept once)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def id_name(self) -> str:
+        return "position" if self.kind == "positions" else "id"
+
+    def to_records(self) -> list[dict]:
+        if self.kind == "positions":
+            return [{"position": i} for i in self.ids.tolist()]
+        return [{"id": i, "token": t} for i, t in zip(self.ids.tolist(), self.labels)]
+
+
+@dataclass(frozen=True, eq=False)
+class Map(_Records):
+    """Points in a few dimensions for rows of wte or wpe (`Model.map`): PCA, t-SNE or UMAP.
+    Rows holding NaN or Inf cannot be placed: they are left out (`left_out`)."""
+
+    rows: Selection  # the rows placed (without the left-out ones)
+    method: str  # "pca", "tsne" or "umap"
+    coords: np.ndarray  # (n, k) float64
+    pca: Pca | None  # method "pca": components, explained variance, solver, error bound
+    left_out: np.ndarray  # (m,) ids (or positions) whose rows hold NaN or Inf
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """Column names of the coordinates: pc1, pc2, ... (tsne1, ..., umap1, ...)."""
+        prefix = "pc" if self.method == "pca" else self.method
+        return tuple(f"{prefix}{j + 1}" for j in range(self.coords.shape[1]))
+
+    def to_records(self) -> list[dict]:
+        return [{**row, **dict(zip(self.axes, xy))} for row, xy in zip(self.rows.to_records(), self.coords.tolist())]
+
+    def variance_records(self) -> list[dict]:
+        """Per component: the singular value and its upper bound, the explained variance, its share
+        of the total ("ratio") and that share's upper bound, and the cumulative share. The bounds
+        equal the values for the exact SVD; for the randomized one see embscope.analysis.pca."""
+        if self.pca is None:
+            raise EmbscopeError(f"a {self.method} map has no explained variance (only PCA has)")
+        p = self.pca
+        upper, ratio_upper = p.singular_value_bounds()[1], p.ratio_bounds()[1]
+        return [{"component": name, "singular_value": float(s), "singular_max": float(su), "variance": float(v),
+                 "ratio": float(r), "ratio_max": float(ru), "cumulative": float(c)}
+                for name, s, su, v, r, ru, c in zip(self.axes, p.singular_values, upper, p.explained_variance,
+                                                    p.explained_variance_ratio, ratio_upper,
+                                                    np.cumsum(p.explained_variance_ratio))]
+
+
+@dataclass(frozen=True)
+class Export:
+    """Files `Model.export` wrote."""
+
+    to: str  # "projector", "word2vec" or "npy"
+    path: str  # the folder or file named
+    files: tuple[str, ...]  # every file written
+    rows: int
+    dim: int
+    renamed: int = 0  # word2vec: tokens whose key was taken already, written with their '\\#id'
 
 
 @dataclass(frozen=True, eq=False)

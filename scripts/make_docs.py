@@ -14,6 +14,13 @@ Each command runs through bash with stdout on a pseudo-terminal 100 columns wide
 is what a person sees in a terminal (tables, not TSV); styles (bold) are stripped for Markdown.
 stderr goes to a pipe and is shown after the output, so progress bars (drawn only on a
 terminal) do not make the pages change from run to run.
+
+A picture is a comment naming the command that draws it into docs/img (`-o docs/img/NAME`):
+
+    <!-- picture: embscope map --positions -o docs/img/map-positions.png -->
+
+It is redrawn when the pages are regenerated; --check only checks that the file is there (the
+pixels depend on the matplotlib version, so they are not compared).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BLOCK = re.compile(r"<!-- example: (?P<cmd>.+?) -->\n.*?<!-- /example -->", re.S)
+PICTURE = re.compile(r"<!-- picture: (?P<cmd>.+? -o (?P<path>docs/img/\S+)) -->")
 COLUMNS, LINES = 100, 50
 # Values that change from run to run: compared as placeholders in --check.
 VOLATILE = [re.compile(r"(load_seconds\s+)[\d.]+"), re.compile(r"(in )[\d.]+(s\b)")]
@@ -88,6 +96,22 @@ def pages() -> list[Path]:
     return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 
 
+def pictures(page: Path, text: str, check: bool) -> list[str]:
+    """Draw the page's pictures (or, with `check`, list the ones missing)."""
+    missing = []
+    for m in PICTURE.finditer(text):
+        if check:
+            if not (ROOT / m.group("path")).is_file():
+                missing.append(f"{page.relative_to(ROOT)}: {m.group('path')} (missing)")
+            continue
+        (ROOT / m.group("path")).parent.mkdir(exist_ok=True)
+        output = run_in_terminal(m.group("cmd"), ROOT)
+        if f"wrote {m.group('path')}" not in output:
+            raise SystemExit(f"{m.group('cmd')}: {output}")
+        print(f"drew {m.group('path')}", file=sys.stderr)
+    return missing
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if any example is out of date")
@@ -104,6 +128,7 @@ def main() -> int:
         elif new != text:
             page.write_text(new, encoding="utf-8")
             print(f"updated {page.relative_to(ROOT)}", file=sys.stderr)
+        stale += pictures(page, text, args.check)
     for s in stale:
         print(f"out of date: {s}", file=sys.stderr)
     return 1 if stale else 0

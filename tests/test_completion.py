@@ -12,7 +12,8 @@ import pytest
 
 BIN = str(Path(sys.executable).parent)  # where pip put the `embscope` console script
 ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "EMBSCOPE_MODEL": ""}
-COMMANDS = ["info", "neighbors", "positions", "norms", "embed", "sim", "tokens", "diff", "cache"]
+COMMANDS = ["info", "neighbors", "positions", "norms", "embed", "sim", "tokens", "diff", "map", "export",
+            "cache"]
 
 
 def bash(script: str, env=None) -> subprocess.CompletedProcess:

@@ -23,8 +23,9 @@ COMMANDS = {
     "embed": (["embed", "the king"], DATA + ("npy",)),
     "sim": (["sim", "king", "queen", "#5"], DATA + ("npy",)),
     "tokens": (["tokens", "the king"], DATA + ("npy",)),
+    "map": (["map", "--positions"], DATA + ("npy", "png", "html")),
 }
-EVERY = DATA + ("npy", "png", "txt", "xml")
+EVERY = DATA + ("npy", "png", "html", "txt", "xml")
 # More ways each command prints data: every one must reach the file the same.
 VARIANTS = [
     ["neighbors", "--all", "-k", "2", "--rows", "0:40"],
@@ -36,6 +37,8 @@ VARIANTS = [
     ["sim", "king", "queen", "#5", "--pairs"],
     ["tokens", "--grep", "^ kin"],
     ["tokens", "--id", "1:4"],
+    ["map", "--near", "king", "-k", "5"],
+    ["map", "--ids", "0:30", "--variance"],
 ]
 
 
@@ -80,7 +83,7 @@ def test_help_names_exactly_what_is_taken(command, capsys, tmp_path):
     argv, takes = COMMANDS[command]
     click_command = typer.main.get_command(app).commands[command]
     help_text = next(p.help for p in click_command.params if p.name == "output")
-    assert re.findall(r"\.(npy|png|tsv|csv|jsonl|json)\b", help_text) == list(takes)
+    assert re.findall(r"\.(npy|png|html|tsv|csv|jsonl|json)\b", help_text) == list(takes)
     for suffix in EVERY:
         target = tmp_path / f"x.{suffix}"
         code, out, err = run([*argv, "-m", str(tmp_path / "no-such-model"), "-o", str(target)], capsys)
@@ -91,7 +94,7 @@ def test_help_names_exactly_what_is_taken(command, capsys, tmp_path):
             assert (code, err) == (2, f"embscope: error: -o {target}: unknown file type (use {_listed(takes)})\n")
 
 
-@pytest.mark.parametrize("command", ["positions", "norms"])
+@pytest.mark.parametrize("command", ["positions", "norms", "map"])
 def test_png_without_matplotlib_before_any_output(model, tmp_path, capsys, monkeypatch, command):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     argv, _ = COMMANDS[command]

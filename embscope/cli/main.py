@@ -44,6 +44,8 @@ def _global(
 def _register() -> None:
     from embscope.cli import cache, embed, info, neighbors, norms, positions, sim, tokens
     from embscope.cli.diff import diff
+    from embscope.cli.export import export_command
+    from embscope.cli.map import map_command
 
     app.command("info")(info.info)
     app.command("neighbors")(neighbors.neighbors)
@@ -53,6 +55,8 @@ def _register() -> None:
     app.command("sim")(sim.sim)
     app.command("tokens")(tokens.tokens)
     app.command("diff")(diff)
+    app.command("map")(map_command)
+    app.command("export")(export_command)
     app.add_typer(cache.app, name="cache")
 
 

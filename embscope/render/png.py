@@ -213,3 +213,84 @@ def save_lines_png(
     _label(ax, title, x_label, y_label)
     fig.tight_layout()
     return _save_atomic(fig, path)
+
+
+POINT_COLOR = "#21918c"  # as in the terminal scatter
+LABEL_FONT = 7  # points
+
+
+@_quiet
+def save_scatter_png(
+    x: np.ndarray,
+    y: np.ndarray,
+    labels: list[str],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    values: np.ndarray | None = None,
+    value_label: str = "",
+    highlight: tuple[int, ...] = (),
+    joined: bool = False,
+) -> Path:
+    """Write a scatter plot of the points (x[i], y[i]) on equal axes, labelled with `labels`
+    (plain text; '' for none) where a label does not overlap another; coloured by `values`
+    (viridis, with a colour bar) when given; `highlight` points red; `joined`: a line through the
+    points in order. Returns the path."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)  # (n,), (n,)
+    fig = _new_figure((7.2, 6.0))
+    ax = fig.add_subplot()
+    if joined:
+        ax.plot(xs, ys, color="#bbbbbb", linewidth=0.8, zorder=1)
+    if values is not None:
+        dots = ax.scatter(xs, ys, c=np.asarray(values, dtype=np.float64), cmap="viridis", s=12, zorder=2)
+        fig.colorbar(dots, ax=ax, fraction=0.046, pad=0.04).set_label(value_label, **PLAIN)
+    else:
+        ax.scatter(xs, ys, color=POINT_COLOR, s=12, zorder=2)
+    hi = list(highlight)
+    if hi:
+        ax.scatter(xs[hi], ys[hi], color=NAN_COLOR, s=30, zorder=3)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.grid(True, alpha=0.3)
+    _label(ax, title, x_label, y_label)
+    fig.tight_layout()
+    fig.canvas.draw()  # fixes the layout, so data can be placed in pixels
+    _scatter_labels(ax, xs, ys, labels, hi)
+    return _save_palette(fig, path)
+
+
+def _save_palette(fig, path: str | os.PathLike) -> Path:
+    """The figure as a PNG of at most 256 colours (Pillow, which matplotlib depends on): a
+    scatter plot has few, and the file is a third of the size."""
+    import io
+
+    from PIL import Image
+
+    from embscope.atomic import atomic_write
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB").quantize(256)
+    atomic_write(str(path), lambda f: image.save(f, format="PNG", optimize=True))
+    return Path(path)
+
+
+def _scatter_labels(ax, xs: np.ndarray, ys: np.ndarray, labels: list[str], highlight: list[int]) -> None:
+    """Each label right of its point unless its box (estimated from the font size) would overlap
+    a label already placed: highlighted points first, then in order."""
+    px = ax.transData.transform(np.column_stack([xs, ys]))  # (n, 2) pixels, y up
+    height = LABEL_FONT * DPI / 72
+    boxes = np.empty((0, 4))  # (m, 4) x0, y0, x1, y1 of the labels placed
+    rest = [i for i in range(len(xs)) if i not in set(highlight)]
+    for i in [i for i in highlight + rest if labels[i]]:
+        x0, y0 = px[i, 0] + 3, px[i, 1] - height / 2
+        box = np.array([x0, y0, x0 + 0.62 * height * len(labels[i]), y0 + height])
+        if len(boxes) and ((boxes[:, 0] < box[2]) & (box[0] < boxes[:, 2])
+                           & (boxes[:, 1] < box[3]) & (box[1] < boxes[:, 3])).any():
+            continue
+        boxes = np.vstack([boxes, box])
+        ax.annotate(labels[i], (xs[i], ys[i]), xytext=(3, 0), textcoords="offset points", va="center",
+                    fontsize=LABEL_FONT, color=NAN_COLOR if i in highlight else "#222222",
+                    fontweight="bold" if i in highlight else "normal", annotation_clip=True, **PLAIN)

@@ -2,8 +2,9 @@
 embscope escapes text, for every output.
 
 `escape(b)` turns a token's bytes into text in which every byte that is not printable, valid UTF-8
-is written as an escape: control characters as \\n, \\t, \\r or \\xNN, bytes that are not valid
-UTF-8 as \\xNN, bidi and zero-width controls as \\uNNNN, and the backslash itself as \\\\. So the
+is written as an escape: control characters as \\n, \\t, \\r or \\xNN (C1 controls, U+0080 to
+U+009F, as \\uNNNN), bytes that are not valid UTF-8 as \\xNN, bidi and zero-width controls as
+\\uNNNN, and the backslash itself as \\\\. So the
 result holds no control character, and distinct tokens never look the same.
 
 `sanitize(text)` does the same for messages (keeping backslashes), and `json_safe(json)` for JSON
@@ -30,7 +31,7 @@ def _escape_char(ch: str) -> str:
     if ch in _NAMED:
         return _NAMED[ch]
     cp = ord(ch)
-    if cp < 0x20 or 0x7F <= cp < 0xA0:
+    if cp < 0x20 or cp == 0x7F:
         return f"\\x{cp:02x}"
     if unicodedata.category(ch) in UNSAFE_CATEGORIES:
         return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"

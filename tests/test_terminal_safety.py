@@ -26,13 +26,13 @@ from tests.helpers import run
 FORMATS = ["table", "tsv", "csv", "json", "jsonl"]
 
 # Word-level tokens, and what display.escape must turn each into (its module docstring: control
-# characters as \n \t \r or \xNN, bytes that are not UTF-8 as \xNN, bidi / zero-width / line
+# characters as \n \t \r or \xNN (C1 as \uNNNN), bytes that are not UTF-8 as \xNN, bidi / zero-width / line
 # separators as \uNNNN, the backslash as \\).
 CRAFTED = {
     "\x1b[31mred\x1b[0m": "\\x1b[31mred\\x1b[0m",
     "\x1b]0;pwned\x07": "\\x1b]0;pwned\\x07",
     "\x1b[2J\x1b[H": "\\x1b[2J\\x1b[H",
-    "\x9b31m": "\\x9b31m",  # CSI as a single C1 character
+    "\x9b31m": "\\u009b31m",  # CSI as a single C1 character (the lone byte 0x9b is \x9b)
     "car\rriage": "car\\rriage",
     "\u202eevil": "\\u202eevil",
     "\u2066isolate\u2069": "\\u2066isolate\\u2069",
@@ -134,6 +134,18 @@ def test_escape_spec():
     tok = bundled_gpt2()
     for i, shown in GPT2_EXPECTED.items():
         assert escape(tok.token_bytes(i)) == shown, (i, tok.token_bytes(i))
+
+
+def test_distinct_tokens_look_distinct():
+    """Every C1 control (valid UTF-8, two bytes) against the same lone byte (not UTF-8), and all
+    of GPT-2's tokens: no two distinct byte strings escape to the same text."""
+    for cp in range(0x80, 0xA0):
+        assert escape(chr(cp).encode("utf-8")) == f"\\u{cp:04x}" != escape(bytes([cp])) == f"\\x{cp:02x}"
+    from embscope.tokenizer import bundled_gpt2
+
+    tok = bundled_gpt2()
+    shown = {escape(tok.token_bytes(i)) for i in range(tok.vocab_size)}
+    assert len(shown) == tok.vocab_size
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

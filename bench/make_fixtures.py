@@ -12,6 +12,8 @@ Fixtures (never committed; bench/.fixtures is gitignored):
   tiktoken-cache/     tiktoken's file cache for get_encoding("gpt2"), offline
   gpt2-small/         HF dir, GPT2LMHeadModel(768 wide, 12 layers).save_pretrained, fp32
   gpt2-medium/        HF dir, 1024 wide, 24 layers, fp32
+  gpt2-small-tuned/   gpt2-small "fine-tuned": wte and wpe turned by a seeded random rotation,
+                      plus noise, 100 tokens moved; save_pretrained (for bench/diff.py)
   nanogpt-124m/       ckpt.pt exactly as nanoGPT's train.py writes it (model+AdamW state)
   llama-bf16-sharded/ bf16 3-shard safetensors + index.json, 128256 x 4096 embed_tokens
   gpt2-xl/            HF dir, 1600 wide, 48 layers; model.safetensors is a SPARSE file
@@ -146,6 +148,34 @@ def build_gpt2_small(d: Path) -> None:
 
 def build_gpt2_medium(d: Path) -> None:
     _build_gpt2(d, 1024, 24, 16)
+
+
+def build_gpt2_small_tuned(d: Path) -> None:
+    """gpt2-small (built first when missing) with its embeddings changed as a fine-tune might,
+    turned besides (a space that drifted or was trained anew): the work `embscope diff` does."""
+    import numpy as np
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    small = d.parent / "gpt2-small"
+    if not small.exists():
+        build_gpt2_small(d.parent / "gpt2-small.partial")
+        os.replace(d.parent / "gpt2-small.partial", small)
+    _quiet_transformers()
+    model = GPT2LMHeadModel.from_pretrained(str(small))
+    rng = np.random.default_rng(SEED)
+    q, _ = np.linalg.qr(rng.standard_normal((768, 768)))  # (768, 768) orthogonal
+    with torch.no_grad():
+        for emb in (model.transformer.wte.weight, model.transformer.wpe.weight):
+            w = emb.numpy().astype(np.float64)
+            w = w @ q + rng.normal(0, 0.005, w.shape)
+            emb.copy_(torch.from_numpy(w.astype(np.float32)))
+        moved = rng.choice(50257, 100, replace=False)
+        model.transformer.wte.weight[moved] = torch.from_numpy(rng.normal(0, 0.02, (100, 768)).astype(np.float32))
+    model.save_pretrained(str(d))
+    del model
+    write_tokenizer(d)
+    verify_hf_dir(d)
 
 
 def build_gpt2_xl(d: Path) -> None:
@@ -343,6 +373,7 @@ BUILDERS = {
     "tiktoken-cache": build_tiktoken_cache,
     "gpt2-small": build_gpt2_small,
     "gpt2-medium": build_gpt2_medium,
+    "gpt2-small-tuned": build_gpt2_small_tuned,
     "nanogpt-124m": build_nanogpt,
     "llama-bf16-sharded": build_llama,
     "gpt2-xl": build_gpt2_xl,

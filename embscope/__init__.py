@@ -13,6 +13,7 @@ __all__ = [
     "load", "Model", "EmbscopeError",
     "Neighbors", "Neighbor", "KnnBlock", "PositionSimilarity", "Norms", "Embedding", "Stats",
     "Selection", "Map", "Export", "Glitch", "GlitchCandidates",
+    "diff", "drift", "run_steps", "Diff", "Drift", "PositionDrift",
 ]
 
 _WHERE = {
@@ -22,6 +23,8 @@ _WHERE = {
     "Stats": "embscope.analysis.norms",
     "Selection": "embscope.results", "Map": "embscope.results", "Export": "embscope.results",
     "Glitch": "embscope.results", "GlitchCandidates": "embscope.results",
+    "diff": "embscope.api", "drift": "embscope.api", "run_steps": "embscope.api",
+    "Diff": "embscope.results", "Drift": "embscope.results", "PositionDrift": "embscope.results",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from embscope.results import (
     Embedding, Export, Glitch, Info, KnnBlock, Map, Neighbors, NormOutliers, Norms, PositionSimilarity,
     Selection, Similarity, Tokens,
 )
+
+if TYPE_CHECKING:
+    from embscope.results import Diff, Drift
 
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
@@ -37,6 +41,41 @@ def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | 
 
     return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta,
                                  step=step, progress=progress, matrix=matrix))
+
+
+def diff(a: Model | str, b: Model | str, *, align: str = "procrustes", k: int = 10,
+         by_token: bool = False) -> Diff:
+    """How each token moved from checkpoint `a` to `b` (Models, or specs for `load`): cosine
+    after aligning B to A by an orthogonal Procrustes rotation (`align="none"`: raw only), raw
+    cosine, norm ratio |B|/|A|, Jaccard overlap of the k nearest neighbours (k=0: skipped), and
+    the learned positions' drift. Rows are compared by id (the real tokens: padding rows are left
+    out); `by_token=True` matches them by token bytes instead."""
+    from embscope import comparison
+
+    comparison.check_options(align, k)
+    return comparison.diff(_model(a), _model(b), align, k, by_token)
+
+
+def drift(models: Iterable[Model | str], *, align: str = "procrustes", k: int = 10,
+          by_token: bool = False) -> Drift:
+    """Drift over training: each checkpoint's mean aligned cosine and mean Jaccard@k against the
+    previous checkpoint and against the last (`models`: in training order)."""
+    from embscope import comparison
+
+    comparison.check_options(align, k)
+    return comparison.drift([_model(m) for m in models], align, k, by_token)
+
+
+def run_steps(spec: str) -> list[int]:
+    """The training steps saved in a nanochat checkpoint folder or an llm.c log folder; load one
+    with `load(spec, step=s)`."""
+    from embscope.io.runs import saved_steps
+
+    return saved_steps(spec)
+
+
+def _model(m: Model | str) -> Model:
+    return m if isinstance(m, Model) else load(m)
 
 
 def _choice(name: str, value: str, allowed: Iterable[str]) -> str:

@@ -296,6 +296,139 @@ class Export:
 
 
 @dataclass(frozen=True, eq=False)
+class PositionDrift(_Records):
+    """How each learned position moved between two checkpoints (positions both have)."""
+
+    positions: np.ndarray  # (P,) 0..P-1
+    cosine: np.ndarray  # (P,) float64, after the tokens' alignment (raw when align is none)
+    cosine_raw: np.ndarray  # (P,)
+    norm_ratio: np.ndarray  # (P,) |B| / |A|
+
+    def to_records(self) -> list[dict]:
+        return [{"position": p, "cosine": c, "cosine_raw": r, "norm_ratio": n} for p, c, r, n
+                in zip(self.positions.tolist(), self.cosine.tolist(), self.cosine_raw.tolist(),
+                       self.norm_ratio.tolist())]
+
+
+@dataclass(frozen=True, eq=False)
+class Diff(_Records):
+    """How each token moved from checkpoint `a` to checkpoint `b`: the cosine between its two
+    vectors after aligning B to A (raw when `align` is "none"), the raw cosine, |B| / |A|, and
+    the Jaccard overlap of its k nearest neighbours in each (None when k is 0). Rows that are
+    zero or not finite in either checkpoint hold NaN. `ids` are A's token ids, `ids_b` B's ids
+    of the same tokens (equal unless matched by token bytes)."""
+
+    a: str
+    b: str
+    align: str  # "procrustes" or "none"
+    k: int
+    by_token: bool
+    n_tokens: tuple[int, int]  # real tokens in A and in B
+    ids: np.ndarray  # (n,) int64
+    ids_b: np.ndarray  # (n,) int64
+    tokens: tuple[str, ...]  # (n,) printable labels (A's)
+    cosine: np.ndarray  # (n,) float64
+    cosine_raw: np.ndarray  # (n,)
+    norm_ratio: np.ndarray  # (n,)
+    jaccard: np.ndarray | None  # (n,)
+    rotation: np.ndarray | None  # (d, d): B @ rotation is aligned to A
+    positions: PositionDrift | None
+    notes: tuple[str, ...] = ()  # what the comparison noticed, for people
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def measures(self) -> dict[str, np.ndarray]:
+        """The per-token measures by name ("cosine" first: what drift is ranked by)."""
+        out = {"cosine": self.cosine}
+        if self.align != "none":
+            out["cosine_raw"] = self.cosine_raw
+        out["norm_ratio"] = self.norm_ratio
+        if self.jaccard is not None:
+            out["jaccard"] = self.jaccard
+        return out
+
+    def stats(self) -> dict[str, Stats]:
+        """Statistics of each measure over the compared tokens (NaN rows left out), and of the
+        positions' cosine when both checkpoints have learned positions."""
+        out = {name: stats(v) for name, v in self.measures().items()}
+        if self.positions is not None:
+            out["position_cosine"] = stats(self.positions.cosine)
+        return out
+
+    def left_out(self) -> np.ndarray:
+        """A's ids of the tokens left out (zero or not finite in either checkpoint)."""
+        return self.ids[~np.isfinite(self.cosine)]
+
+    def movers(self, n: int, most: bool = True) -> np.ndarray:
+        """Row indices of the `n` tokens that moved most (lowest cosine) or least, ties by id."""
+        from embscope.analysis.norms import extremes
+
+        return extremes(self.cosine, n, largest=not most)
+
+    def rows(self, index) -> list[dict]:
+        """The records of rows `index` (positions in the arrays)."""
+        measures = self.measures()
+        out = []
+        for i in np.asarray(index, dtype=np.int64).tolist():
+            row = {"id": int(self.ids[i])}
+            if self.by_token:
+                row["id_b"] = int(self.ids_b[i])
+            row["token"] = self.tokens[i]
+            row.update({name: float(v[i]) for name, v in measures.items()})
+            out.append(row)
+        return out
+
+    def mover_records(self, n: int) -> list[dict]:
+        """The `n` tokens that moved most and the `n` that moved least, ranked from each end."""
+        return [{"end": end, "rank": r, **row} for end in ("most", "least")
+                for r, row in enumerate(self.rows(self.movers(n, end == "most")), 1)]
+
+    def summary_records(self) -> list[dict]:
+        return [{"measure": name, **s.as_dict()} for name, s in self.stats().items()]
+
+    def to_records(self) -> list[dict]:
+        """One record per compared token."""
+        return self.rows(np.arange(len(self.ids)))
+
+
+@dataclass(frozen=True, eq=False)
+class Drift(_Records):
+    """Drift over training: for each checkpoint, the mean aligned cosine (raw when `align` is
+    "none") and mean Jaccard@k of its tokens against the previous checkpoint and against the
+    last (NaN where there is none; jaccard None when k is 0)."""
+
+    names: tuple[str, ...]
+    steps: tuple[int | None, ...]
+    align: str
+    k: int
+    n_compared: int  # tokens compared in every checkpoint
+    cosine_prev: np.ndarray  # (c,)
+    cosine_last: np.ndarray  # (c,)
+    jaccard_prev: np.ndarray | None  # (c,)
+    jaccard_last: np.ndarray | None  # (c,)
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        out = {"cosine_prev": self.cosine_prev}
+        if self.jaccard_prev is not None:
+            out["jaccard_prev"] = self.jaccard_prev
+        out["cosine_last"] = self.cosine_last
+        if self.jaccard_last is not None:
+            out["jaccard_last"] = self.jaccard_last
+        return out
+
+    def to_records(self) -> list[dict]:
+        columns = self.columns()
+        return [{"checkpoint": name, "step": step,
+                 **{c: (float(v[i]) if np.isfinite(v[i]) else None) for c, v in columns.items()}}
+                for i, (name, step) in enumerate(zip(self.names, self.steps))]
+
+
+@dataclass(frozen=True, eq=False)
 class Info(_Records):
     """What a checkpoint holds and how embscope read it: (field, value) facts, in the order
     `embscope info` prints them (source, format, family, files, tensors, sizes, dtype, tokenizer,

@@ -12,7 +12,7 @@ import pytest
 
 BIN = str(Path(sys.executable).parent)  # where pip put the `embscope` console script
 ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "EMBSCOPE_MODEL": ""}
-COMMANDS = ["info", "neighbors", "positions", "norms", "embed", "sim", "tokens", "map", "export", "glitch",
+COMMANDS = ["info", "neighbors", "positions", "norms", "embed", "sim", "tokens", "diff", "map", "export", "glitch",
             "cache"]
 
 

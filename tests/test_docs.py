@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ def test_examples_are_up_to_date():
 
 
 def test_every_command_has_a_page():
-    for command in ("info", "neighbors", "positions", "norms", "embed", "sim", "tokens", "glitch"):
+    for command in ("info", "neighbors", "positions", "norms", "embed", "sim", "tokens", "diff", "map", "export",
+                    "glitch"):
         page = ROOT / "docs" / f"{command}.md"
         assert page.is_file(), page
-        assert f"<!-- example: embscope {command}" in page.read_text(), f"{page} shows no real run"
+        assert re.search(rf"<!-- example: [^\n]*\bembscope {command}\b", page.read_text()), f"{page} shows no real run"

@@ -43,6 +43,7 @@ def _global(
 
 def _register() -> None:
     from embscope.cli import cache, embed, glitch, info, neighbors, norms, positions, sim, tokens
+    from embscope.cli.diff import diff
     from embscope.cli.export import export_command
     from embscope.cli.map import map_command
 
@@ -53,6 +54,7 @@ def _register() -> None:
     app.command("embed")(embed.embed)
     app.command("sim")(sim.sim)
     app.command("tokens")(tokens.tokens)
+    app.command("diff")(diff)
     app.command("map")(map_command)
     app.command("export")(export_command)
     app.command("glitch")(glitch.glitch)
@@ -73,7 +75,7 @@ def _click_exceptions():
 
 # How the CLI names the arguments of embscope.load in its messages.
 _OPTION_WORDS = {"wte_key": "--wte-key", "wpe_key": "--wpe-key", "tokenizer": "--tokenizer",
-                 "step": "checkpoint step ", "unused": "--unused"}
+                 "step": "checkpoint step ", "unused": "--unused", "by_token": "--by-token"}
 
 
 def cli_message(e) -> str:

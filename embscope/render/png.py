@@ -185,6 +185,36 @@ def save_line_png(
     return _save_atomic(fig, path)
 
 
+@_quiet
+def save_lines_png(
+    x: np.ndarray,
+    series: dict[str, np.ndarray],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+) -> Path:
+    """Write several lines against one x (each labelled in a legend; NaN breaks a line, a
+    single point is drawn as a dot). Returns the path."""
+    xs = np.asarray(x, dtype=np.float64).ravel()  # (N,)
+    fig = _new_figure((7.2, 4.2))
+    ax = fig.add_subplot()
+    colors = ("#21918c", "#d62728", "#3b528b", "#ff7f0e")
+    styles = ("-", "--", "-.", ":")
+    for n, (name, y) in enumerate(series.items()):
+        ys = np.asarray(y, dtype=np.float64).ravel()  # (N,)
+        if ys.shape != xs.shape:
+            raise ValueError(f"x and {name} differ in length: {xs.size} vs {ys.size}")
+        ax.plot(xs, ys, color=colors[n % len(colors)], linestyle=styles[n % len(styles)], marker="o",
+                markersize=3, linewidth=1.5, label=name)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", frameon=True)
+    _label(ax, title, x_label, y_label)
+    fig.tight_layout()
+    return _save_palette(fig, path)  # few colours: a third of the size
+
+
 POINT_COLOR = "#21918c"  # as in the terminal scatter
 LABEL_FONT = 7  # points
 

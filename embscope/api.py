@@ -163,12 +163,8 @@ class Model:
         start, stop, step = rows.indices(self.n_tokens)
         if step != 1 or start >= stop:
             raise EmbscopeError(f"rows {start}:{stop}: need a non-empty range of tokens with step 1")
-        for ids, found in knn_blocks(self.index, k, metric, start, stop):
-            nbr = np.full((len(ids), k), -1, dtype=np.int64)
-            scores = np.full((len(ids), k), np.nan, dtype=np.float32)
-            for j, (n, s) in enumerate(found):
-                nbr[j, :len(n)], scores[j, :len(s)] = n, s
-            yield KnnBlock(metric, ids, nbr, scores)
+        for ids, found, scores in knn_blocks(self.index, k, metric, start, stop):
+            yield KnnBlock(metric, ids, found, scores)
 
     def _check_search(self, k: int, metric: str, cosmul: bool) -> None:
         _choice("metric", metric, METRICS)

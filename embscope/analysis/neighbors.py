@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from embscope.analysis.similarity import QUERY_CHUNK, Index, analogy_vector, cosmul_scores
+from embscope.analysis.similarity import Index, analogy_vector, cosmul_scores
 from embscope.analysis.topk import topk_rows
 from embscope.queries import Query, term_vector
 
@@ -36,26 +36,24 @@ def answer(emb, index: Index, qs: list[Query], k: int, metric: str = "cosine",
             exclude.append(skip)
     if vectors:
         matrix = np.stack([v for _, v in vectors])  # (q, d)
-        if len(matrix) > QUERY_CHUNK:  # several matrix products: convert / normalise rows once
-            index.prepare(metric)
         for j, ids, vals in index.nearest(matrix, k, metric, exclude):
             results[vectors[j][0]] = (ids, vals)
     return [results[n] for n in range(len(qs))]
 
 
 def knn_blocks(index: Index, k: int, metric: str, start: int, stop: int
-               ) -> Iterator[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]]:
-    """The k nearest other tokens of every token in [start, stop), QUERY_CHUNK tokens at a time:
-    yields (token ids (b,), [(neighbour ids (k,), scores (k,)) per token]). Rows holding NaN or
-    Inf get no neighbours and are never one."""
-    if stop - start > QUERY_CHUNK:
-        index.prepare(metric)
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The k nearest other tokens of every token in [start, stop), a chunk of tokens at a time:
+    yields (token ids (b,), neighbour ids (b, k), scores (b, k)), id -1 and score NaN past the
+    last neighbour. Rows holding NaN or Inf get no neighbours and are never one."""
+    plan = index.plan(stop - start, metric)
     bad = index.bad_rows()
-    for a in range(start, stop, QUERY_CHUNK):
-        b = min(stop, a + QUERY_CHUNK)
+    for a in range(start, stop, plan.chunk):
+        b = min(stop, a + plan.chunk)
         ids = np.arange(a, b)
         if len(bad):
             ids = ids[~np.isin(ids, bad)]
         block = index.matrix.rows(a, b) if len(ids) == b - a else index.matrix.take(ids)  # (b, d)
-        found = [(n, s) for _, n, s in index.nearest(np.asarray(block), k, metric, [[int(i)] for i in ids])]
-        yield ids, found
+        queries = index.check_queries(block, metric)
+        found, scores = index.search(queries, k, metric, [[int(i)] for i in ids], plan)
+        yield ids, found, scores

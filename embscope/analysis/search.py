@@ -1,0 +1,151 @@
+"""Exact top-k: float32 matrix products choose candidates, float64 arithmetic decides.
+
+Every neighbour score embscope prints is computed by `exact_scores`: in float64 from the stored
+rows, one (query, row) pair at a time and in a fixed order, then rounded to float32 once. So
+the same question gets the same number on every path (one query, a batch, the k-NN graph, a
+range of its rows), and that number is the brute-force float64 answer rounded to float32.
+
+The float32 products (BLAS, whose rounding depends on the shapes it is given) only choose which
+pairs to score exactly. Their error has a proven bound (`error_bound`), so every row whose
+float32 score is within twice that bound of the k-th best is rescored, and no true neighbour is
+lost. Scores are laid out transposed, one row per token and one column per query (n, q), so
+the maxima of blocks of FINE rows are elementwise maxima of contiguous rows, taken while a tile
+of rows is still in cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+FINE = 16  # rows per fine block: candidates are read a fine block at a time
+COARSE = 128  # rows per coarse block (8 fine blocks): the k-th largest coarse maximum bounds the k-th score
+RESCORE_BATCH = 256  # (query, row) pairs rescored at once: 3 (256, d) float64 arrays stay in cache
+UNIT_ROUNDOFF = 2.0 ** -24  # float32
+
+
+def padded(n: int) -> int:
+    """Rows of a score buffer for n tokens: whole coarse blocks (the padding rows hold -inf)."""
+    return -(-n // COARSE) * COARSE
+
+
+def error_bound(metric: str, d: int, q_norms: np.ndarray, max_norm: float) -> np.ndarray:
+    """(q,) float64: more than the largest difference between a float32 selection score and
+    its exact value, for queries of these norms against rows no longer than `max_norm`.
+
+    A float32 dot product of length d, summed in any order, errs by at most gamma_d * sum|x_i y_i|
+    <= gamma_d |x| |y| with gamma_d = d u / (1 - d u) (Higham, Accuracy and Stability of
+    Numerical Algorithms, 3.1). Cosine scales both sides to unit length first (errs by
+    gamma_d / 2 + 3u each), euclidean selects by q.w - |w|^2 / 2 (the |w|^2 of a float32 norm errs
+    by gamma_d + 3u). The bounds are multiplied by 1.5 and underflow is allowed for."""
+    u = UNIT_ROUNDOFF
+    gamma = d * u / (1 - d * u) if d * u < 0.5 else np.inf
+    tiny = d * 2.0 ** -148  # subnormal products
+    q_norms = np.asarray(q_norms, dtype=np.float64)
+    if metric == "cosine":
+        e = np.full(len(q_norms), 2 * gamma + 8 * u)
+    elif metric == "dot":
+        e = (gamma + 2 * u) * q_norms * max_norm
+    else:
+        e = (gamma + 4 * u) * (q_norms * max_norm + max_norm * max_norm / 2)
+    return 1.5 * e + tiny
+
+
+def norms64(x: np.ndarray) -> np.ndarray:
+    """(r,) float64 lengths of float64 rows (r, d), each summed alone in a fixed order."""
+    return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+
+def exact_scores(take: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, q_norms: np.ndarray,
+                 rows: np.ndarray, cols: np.ndarray, metric: str) -> np.ndarray:
+    """(P,) float64 exact score of each pair (query cols[p], token rows[p]): cosine, dot, or
+    the euclidean distance. `take(ids)` gives float32 token rows (len(ids), d); `queries` is
+    (q, d) float64 and `q_norms` their `norms64`. A pair's value depends only on the two
+    vectors: einsum sums each row alone, in an order fixed by d."""
+    out = np.empty(len(rows), dtype=np.float64)
+    for s in range(0, len(rows), RESCORE_BATCH):
+        r, c = rows[s:s + RESCORE_BATCH], cols[s:s + RESCORE_BATCH]
+        w = take(r).astype(np.float64)  # (b, d)
+        q = queries[c]  # (b, d)
+        if metric == "euclidean":
+            diff = np.subtract(q, w, out=w)
+            out[s:s + len(r)] = norms64(diff)
+            continue
+        dot = np.einsum("ij,ij->i", w, q)  # (b,)
+        if metric == "dot":
+            out[s:s + len(r)] = dot
+            continue
+        scale = norms64(w) * q_norms[c]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s:s + len(r)] = np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
+    return out
+
+
+def block_maxima(scores: np.ndarray, fine: np.ndarray, start: int, stop: int) -> None:
+    """fine[b] = max of score rows [FINE b, FINE b + FINE) for the blocks covering rows
+    [start, stop) of `scores` (n_pad, q); `start` is a multiple of FINE."""
+    a, b = start // FINE, -(-stop // FINE)
+    np.max(scores[a * FINE:b * FINE].reshape(b - a, FINE, -1), axis=1, out=fine[a:b])
+
+
+def threshold(fine: np.ndarray, k: int, margin: np.ndarray) -> np.ndarray:
+    """(q,) float64 lower bound of the score a true top-k row can have, from the fine block
+    maxima (nbf, q): at least k scores reach the k-th largest block maximum, so the k-th best
+    float32 score does, and a true neighbour's float32 score is at most 2 margins below it."""
+    nbf, q = fine.shape
+    coarse = fine.reshape(-1, COARSE // FINE, q).max(axis=1)  # (nbc, q)
+    for level in (coarse, fine):
+        if k <= len(level):
+            kth = np.partition(level, len(level) - k, axis=0)[len(level) - k]  # (q,)
+            return kth.astype(np.float64) - 2 * margin
+    return np.full(q, -np.inf)
+
+
+def candidates(scores: np.ndarray, fine: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (P,), cols (P,)): every finite entry of `scores` (n_pad, q) at or above its column's
+    `theta`, found through the blocks whose maximum reaches it: coarse, then fine, then rows."""
+    q = fine.shape[1]
+    per = COARSE // FINE
+    coarse = fine.reshape(-1, per, q).max(axis=1)  # (nbc, q)
+    cb, cq = np.nonzero(_reaches(coarse, theta))
+    fb = (cb[:, None] * per + np.arange(per)).ravel()  # (P * per,)
+    fq = np.repeat(cq, per)
+    keep = _reaches(fine[fb, fq], theta[fq])
+    fb, fq = fb[keep], fq[keep]
+    rows = (fb[:, None] * FINE + np.arange(FINE)).ravel()
+    cols = np.repeat(fq, FINE)
+    keep = _reaches(scores[rows, cols], theta[cols])
+    return rows[keep], cols[keep]
+
+
+def _reaches(values: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """values >= theta, never for -inf (excluded entries, padding, NaN/Inf rows)."""
+    with np.errstate(invalid="ignore"):
+        return (values >= theta) & (values > -np.inf)
+
+
+def top_k(rows: np.ndarray, cols: np.ndarray, exact: np.ndarray, q: int, k: int, ascending: bool
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best candidates of each of q queries by exact score (largest first, or smallest
+    with `ascending`), ties to the smaller id: (ids (q, k) int64, scores (q, k) float32); a
+    query with fewer candidates ends in id -1, score NaN."""
+    order = np.lexsort((rows, exact if ascending else -exact, cols))
+    rows, cols, exact = rows[order], cols[order], exact[order]
+    first = np.searchsorted(cols, np.arange(q))  # (q,) where each query's candidates start
+    rank = np.arange(len(cols)) - first[cols]
+    keep = rank < k
+    ids = np.full((q, k), -1, dtype=np.int64)
+    scores = np.full((q, k), np.nan, dtype=np.float32)
+    ids[cols[keep], rank[keep]] = rows[keep]
+    scores[cols[keep], rank[keep]] = exact[keep]
+    return ids, scores
+
+
+def exclusion_pairs(exclude: Iterable[Iterable[int]] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) sorted by row: token `rows[p]` is left out for query `cols[p]`."""
+    pairs = [(int(r), c) for c, ids in enumerate(exclude or ()) for r in ids if 0 <= int(r) < n]
+    if not pairs:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    a = np.array(sorted(pairs), dtype=np.int64)
+    return a[:, 0], a[:, 1]

@@ -20,7 +20,7 @@ from embscope.results import Embedding, Info, KnnBlock, Neighbors, NormOutliers,
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
          tokenizer: str | None = None, meta: str | None = None, step: int | None = None,
-         progress: bool = False, matrix: str = "input") -> Model:
+         progress: bool = False, matrix: str = "input", memory_budget: int | str | None = None) -> Model:
     """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory, a
     training-run folder (nanochat, llm.c: the last step, or `step`) or a Hugging Face hub id
     (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None and $EMBSCOPE_MODEL
@@ -29,11 +29,11 @@ def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | 
     on stderr while weights come from the Hugging Face Hub. `matrix="output"`: every question
     about tokens is asked of the output embedding (the LM head: `lm_head.weight`, Pythia's
     `embed_out.weight`) instead of the input one; a model that ties them has one matrix for both
-    (said in `Model.emb.notes`)."""
+    (said in `Model.emb.notes`). `memory_budget`: see `Model.memory_budget`."""
     from embscope.model import load as load_embeddings
 
     return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta,
-                                 step=step, progress=progress, matrix=matrix))
+                                 step=step, progress=progress, matrix=matrix), memory_budget)
 
 
 def _choice(name: str, value: str, allowed: Iterable[str]) -> str:
@@ -45,10 +45,15 @@ def _choice(name: str, value: str, allowed: Iterable[str]) -> str:
 class Model:
     """One model's token matrix `wte` (V, d), learned positions `wpe` (P, d) and tokenizer."""
 
-    def __init__(self, emb: Embeddings):
+    def __init__(self, emb: Embeddings, memory_budget: int | str | None = None):
+        from embscope.timing import Stages
+
         self.emb = emb
         self._index: Index | None = None
         self._labels: dict[int, str] = {}
+        self._budget: int | None = None
+        self.memory_budget = memory_budget
+        self.stages = Stages()  # seconds per stage of the searches (and of the CLI around them)
 
     def __repr__(self) -> str:
         return f"<embscope.Model {self.emb.name}: {self.emb.vocab_rows} x {self.emb.dim} {self.emb.format}>"
@@ -118,14 +123,40 @@ class Model:
             self._labels[token_id] = label
         return label
 
+    def labels(self) -> list[str]:
+        """`token(i)` of every token id 0..n_tokens-1."""
+        return [self.token(i) for i in range(self.n_tokens)]
+
     # --- questions --------------------------------------------------------------------------
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes that searches of many queries may hold in a prepared float32 copy of the rows
+        and in score buffers (None: a quarter of the available memory, read when first needed).
+        Set it to bytes or a size: '512M', '4G', '25%'."""
+        return self._budget
+
+    @memory_budget.setter
+    def memory_budget(self, size: int | str | None) -> None:
+        from embscope.memory import parse_size
+
+        self._budget = None if size is None else parse_size(size)
+        if self._index is not None:
+            self._index.budget = self._budget
 
     @property
     def index(self) -> Index:
         """The searchable token rows, with cached norms (built on first use)."""
         if self._index is None:
-            self._index = Index(self.emb.wte, self.n_tokens)
+            self._index = Index(self.emb.wte, self.n_tokens, self._budget, stages=self.stages)
         return self._index
+
+    def queries(self, texts: list[str], exact: bool = False) -> list:
+        """`query` of each text, all words tokenized at once; a text that cannot be resolved
+        gives its error (an EmbscopeError) in its place."""
+        from embscope.queries import resolve_lines
+
+        return resolve_lines(self.emb, list(texts), exact)
 
     def query(self, text: str | list[str], exact: bool = False):
         """A word, '#id', or arithmetic ('king - man + woman') resolved to token ids."""
@@ -142,7 +173,10 @@ class Model:
     def neighbors_many(self, queries: Iterable[str], k: int = 10, *, metric: str = "cosine",
                        exact: bool = False, include_query: bool = False, cosmul: bool = False) -> list[Neighbors]:
         """`neighbors` for many queries at once: one blocked matrix product for all of them."""
-        qs = [self.query(q, exact) for q in queries]
+        qs = self.queries(list(queries), exact)
+        for q in qs:
+            if isinstance(q, EmbscopeError):
+                raise q
         return self.answer(qs, k, metric=metric, include_query=include_query, cosmul=cosmul)
 
     def answer(self, qs, k: int = 10, *, metric: str = "cosine", include_query: bool = False,

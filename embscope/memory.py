@@ -16,24 +16,32 @@ _PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
 SIZE_HELP = "a size such as 512M, 4G, 1.5GiB or 25% (of the available memory)"
 
 
+class SizeError(EmbscopeError):
+    """A memory budget that is not a size; `problem` says what is wrong with it."""
+
+    def __init__(self, text: str, problem: str):
+        super().__init__(f"memory budget '{text}': {problem}")
+        self.text, self.problem = text, problem
+
+
 def parse_size(text: str | int, available: int | None = None) -> int:
     """Bytes from '512M', '4G', '1.5GiB', '100MB', '1000000' (K/M/G/T and KiB..TiB are powers of
     1024, KB/MB/GB/TB of 1000) or '25%' of `available` (default: `available_memory()`)."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
-            raise EmbscopeError(f"memory budget {text}: need a size of at least 0 bytes")
+            raise SizeError(str(text), "need a size of at least 0 bytes")
         return text
     s = str(text)
     m = _PERCENT.fullmatch(s)
     if m:
         share = float(m.group(1))
         if share > 100:
-            raise EmbscopeError(f"memory budget '{s}': a share of the available memory is at most 100%")
+            raise SizeError(s, "a share of the available memory is at most 100%")
         return int(share / 100 * (available if available is not None else available_or_fallback()))
     m = _SIZE.fullmatch(s)
     unit = m and _UNITS.get(m.group(2).lower())
     if not unit:
-        raise EmbscopeError(f"memory budget '{s}': expected {SIZE_HELP}")
+        raise SizeError(s, f"expected {SIZE_HELP}")
     return int(float(m.group(1)) * unit)
 
 
@@ -62,12 +70,3 @@ def default_budget() -> int:
     available = available_memory()
     return int(available * DEFAULT_FRACTION) if available else FALLBACK_BUDGET
 
-
-def human(n: int) -> str:
-    """1536 -> '1.5 KiB'."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

@@ -76,6 +76,28 @@ class Tokenizer:
                 return [spaced]
         return self.encode(word)
 
+    def encode_many(self, texts: list[str]) -> list[list[int]] | None:
+        """`encode` of each text in one call, where the tokenizer has such a call (None: not
+        available, or one of the texts failed; `encode` each to find which)."""
+        return None
+
+    def word_ids_many(self, words: list[str], exact: bool = False) -> list[list[int]]:
+        """`word_ids` of each word; one tokenizer call for all where the tokenizer allows."""
+        spaced = {} if exact else {w: " " + w for w in words if not w.startswith(" ")}
+        ids = self._encode_all(list(spaced.values()))
+        if ids is None:
+            return [self.word_ids(w, exact) for w in words]
+        single = {w: ids[s] for w, s in spaced.items() if len(ids[s]) == 1 and ids[s][0] != self.unk_id}
+        rest = self._encode_all([w for w in words if w not in single])
+        if rest is None:
+            return [self.word_ids(w, exact) for w in words]
+        return [single[w] if w in single else rest[w] for w in words]
+
+    def _encode_all(self, texts: list[str]) -> dict[str, list[int]] | None:
+        texts = list(dict.fromkeys(texts))
+        encoded = self.encode_many(texts) if texts else []
+        return None if encoded is None else dict(zip(texts, encoded))
+
 
 class HFTokenizer(Tokenizer):
     """A `tokenizers.Tokenizer`."""
@@ -86,6 +108,7 @@ class HFTokenizer(Tokenizer):
         tok.no_padding()
         tok.no_truncation()
         self._tok = RustGuard(tok)  # a Rust panic while encoding becomes an Exception
+        self._id_to_token = tok.id_to_token  # called once per label: without the guard's lookup
         self.kind = kind
         self.source = source
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
@@ -105,8 +128,14 @@ class HFTokenizer(Tokenizer):
             # `x` not found in the vocabulary"), as a bare Exception
             raise EmbscopeError(f"{self.source}: the tokenizer cannot encode '{text}' ({first_line(e)})") from None
 
+    def encode_many(self, texts: list[str]) -> list[list[int]] | None:
+        try:
+            return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        except Exception:  # noqa: BLE001 - encode() each text says which one fails, and how
+            return None
+
     def token_bytes(self, token_id: int) -> bytes:
-        piece = self._tok.id_to_token(token_id)
+        piece = self._id_to_token(token_id)
         if piece is None:
             return b""
         if self._byte_fallback:  # <0xNN> stands for one byte, even when listed as a special token

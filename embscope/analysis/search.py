@@ -58,25 +58,29 @@ def norms64(x: np.ndarray) -> np.ndarray:
 
 
 def exact_scores(take: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, q_norms: np.ndarray,
-                 rows: np.ndarray, cols: np.ndarray, metric: str) -> np.ndarray:
+                 rows: np.ndarray, cols: np.ndarray, metric: str, row_norms: np.ndarray | None = None
+                 ) -> np.ndarray:
     """(P,) float64 exact score of each pair (query cols[p], token rows[p]): cosine, dot, or
     the euclidean distance. `take(ids)` gives float32 token rows (len(ids), d); `queries` is
-    (q, d) float64 and `q_norms` their `norms64`. A pair's value depends only on the two
-    vectors: einsum sums each row alone, in an order fixed by d."""
+    (q, d) float64 and `q_norms` their `norms64`; `row_norms`, when given, the `norms64` of
+    every token row. A pair's value depends only on its two vectors: einsum sums each row
+    alone, in an order fixed by d."""
     out = np.empty(len(rows), dtype=np.float64)
+    w_buf = np.empty((min(len(rows), RESCORE_BATCH), queries.shape[1]), dtype=np.float64)
+    q_buf = np.empty_like(w_buf)
     for s in range(0, len(rows), RESCORE_BATCH):
         r, c = rows[s:s + RESCORE_BATCH], cols[s:s + RESCORE_BATCH]
-        w = take(r).astype(np.float64)  # (b, d)
-        q = queries[c]  # (b, d)
+        w, q = w_buf[:len(r)], q_buf[:len(r)]  # (b, d)
+        w[...] = take(r)
+        np.take(queries, c, axis=0, out=q)
         if metric == "euclidean":
-            diff = np.subtract(q, w, out=w)
-            out[s:s + len(r)] = norms64(diff)
+            out[s:s + len(r)] = norms64(np.subtract(q, w, out=w))
             continue
         dot = np.einsum("ij,ij->i", w, q)  # (b,)
         if metric == "dot":
             out[s:s + len(r)] = dot
             continue
-        scale = norms64(w) * q_norms[c]
+        scale = (norms64(w) if row_norms is None else row_norms[r]) * q_norms[c]
         with np.errstate(invalid="ignore", divide="ignore"):
             out[s:s + len(r)] = np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
     return out
@@ -89,34 +93,36 @@ def block_maxima(scores: np.ndarray, fine: np.ndarray, start: int, stop: int) ->
     np.max(scores[a * FINE:b * FINE].reshape(b - a, FINE, -1), axis=1, out=fine[a:b])
 
 
-def threshold(fine: np.ndarray, k: int, margin: np.ndarray) -> np.ndarray:
-    """(q,) float64 lower bound of the score a true top-k row can have, from the fine block
-    maxima (nbf, q): at least k scores reach the k-th largest block maximum, so the k-th best
-    float32 score does, and a true neighbour's float32 score is at most 2 margins below it."""
-    nbf, q = fine.shape
-    coarse = fine.reshape(-1, COARSE // FINE, q).max(axis=1)  # (nbc, q)
-    for level in (coarse, fine):
-        if k <= len(level):
-            kth = np.partition(level, len(level) - k, axis=0)[len(level) - k]  # (q,)
+def coarse_maxima(fine: np.ndarray) -> np.ndarray:
+    """(n_pad / COARSE, q) maxima of coarse blocks from the fine ones (n_pad / FINE, q)."""
+    return fine.reshape(-1, COARSE // FINE, fine.shape[1]).max(axis=1)
+
+
+def threshold(fine: np.ndarray, coarse: np.ndarray, k: int, margin: np.ndarray) -> np.ndarray:
+    """(q,) float64 lower bound of the float32 score a true top-k row can have: at least k
+    scores reach the k-th largest block maximum, so the k-th best float32 score does, and a
+    true neighbour's float32 score is at most 2 margins below that."""
+    for level in (coarse, fine):  # (nb, q)
+        nb = len(level)
+        if k <= nb:
+            kth = np.partition(np.ascontiguousarray(level.T), nb - k, axis=1)[:, nb - k]  # (q,)
             return kth.astype(np.float64) - 2 * margin
-    return np.full(q, -np.inf)
+    return np.full(fine.shape[1], -np.inf)
 
 
-def candidates(scores: np.ndarray, fine: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def candidates(scores: np.ndarray, fine: np.ndarray, coarse: np.ndarray, theta: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(rows (P,), cols (P,)): every finite entry of `scores` (n_pad, q) at or above its column's
     `theta`, found through the blocks whose maximum reaches it: coarse, then fine, then rows."""
-    q = fine.shape[1]
+    q = scores.shape[1]
     per = COARSE // FINE
-    coarse = fine.reshape(-1, per, q).max(axis=1)  # (nbc, q)
-    cb, cq = np.nonzero(_reaches(coarse, theta))
-    fb = (cb[:, None] * per + np.arange(per)).ravel()  # (P * per,)
-    fq = np.repeat(cq, per)
-    keep = _reaches(fine[fb, fq], theta[fq])
-    fb, fq = fb[keep], fq[keep]
-    rows = (fb[:, None] * FINE + np.arange(FINE)).ravel()
-    cols = np.repeat(fq, FINE)
-    keep = _reaches(scores[rows, cols], theta[cols])
-    return rows[keep], cols[keep]
+    cb, cq = np.nonzero(_reaches(coarse, theta))  # (P,) coarse block, query
+    fb = (cb * per)[:, None] + np.arange(per)  # (P, per) its fine blocks
+    keep = _reaches(fine.ravel()[fb * q + cq[:, None]], theta[cq][:, None])
+    fb, fq = fb[keep], np.broadcast_to(cq[:, None], fb.shape)[keep]
+    rows = (fb * FINE)[:, None] + np.arange(FINE)  # (P', FINE)
+    keep = _reaches(scores.ravel()[rows * q + fq[:, None]], theta[fq][:, None])
+    return rows[keep], np.broadcast_to(fq[:, None], rows.shape)[keep]
 
 
 def _reaches(values: np.ndarray, theta: np.ndarray) -> np.ndarray:

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embscope.analysis.norms import row_norms
-from embscope.analysis.search import (COARSE, FINE, block_maxima, candidates, error_bound, exact_scores, exclusion_pairs,
+from embscope.analysis.search import (COARSE, FINE, block_maxima, candidates, coarse_maxima, error_bound, exact_scores, exclusion_pairs,
                                       norms64, padded, threshold, top_k)
 from embscope.errors import EmbscopeError, ScoreOverflowError
 from embscope.io.matrix import Matrix
+from embscope.timing import Stages
 
 METRICS = ("cosine", "dot", "euclidean")
 FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
@@ -51,8 +52,10 @@ class Index:
     _bad: np.ndarray | None = field(default=None, repr=False)
     _tiny: np.ndarray | None = field(default=None, repr=False)
     _half: np.ndarray | None = field(default=None, repr=False)
+    _norms64: np.ndarray | None = field(default=None, repr=False)  # exact (float64) norms, for many queries
     _dense: tuple[str, np.ndarray] | None = field(default=None, repr=False)  # (metric, (n, d) float32)
     _scratch: np.ndarray | None = field(default=None, repr=False)  # score buffers, reused
+    stages: Stages = field(default_factory=Stages, repr=False)  # seconds per stage of the searches
 
     # --- row facts, computed once -------------------------------------------------------------
 
@@ -60,7 +63,8 @@ class Index:
     def norms(self) -> np.ndarray:
         """L2 norm of each searchable row, float32 (n,); computed once, in blocks."""
         if self._norms is None:
-            self._norms = row_norms(self.matrix, 0, self.n, np.float32)
+            with self.stages("norms"):
+                self._norms = row_norms(self.matrix, 0, self.n, np.float32)
         return self._norms
 
     @property
@@ -107,19 +111,22 @@ class Index:
         queries when it and one chunk's score buffer fit; half-precision rows without a copy are
         converted once per chunk, so chunks then grow to what the budget holds."""
         budget = self.memory_budget()
-        per_query = padded(self.n) * 4 * (FINE + 1) // FINE  # score column + its block maxima
-        chunk = max(1, min(n_queries, QUERY_CHUNK))
+        per_query = padded(self.n) * 4 * (FINE + 1) // FINE  # a score column and its block maxima
         copy = self.n * self.matrix.shape[1] * 4
-        useful = metric == "cosine" or self.matrix.dtype != "F32"
+        chunk = max(1, min(n_queries, QUERY_CHUNK, max(MIN_CHUNK, budget // per_query)))
+        many = n_queries > chunk
+        if many and metric == "cosine" and self._norms64 is None:
+            with self.stages("norms"):
+                self._norms64 = self._exact_norms()
         if self._dense and self._dense[0] == metric:
             return Plan(min(chunk, max(MIN_CHUNK, (budget - copy) // per_query)), True)
-        if n_queries > chunk and useful and copy + chunk * per_query <= budget:
-            self._prepare(metric)
+        if many and (metric == "cosine" or self.matrix.dtype != "F32") and copy + chunk * per_query <= budget:
+            with self.stages("prepared copy"):
+                self._prepare(metric)
             return Plan(chunk, True)
-        fits = max(MIN_CHUNK, budget // per_query)
-        if self.matrix.dtype != "F32" and n_queries > chunk:  # each chunk converts every row once
-            return Plan(max(1, min(n_queries, fits)), False)
-        return Plan(max(1, min(chunk, fits)), False)
+        if many and self.matrix.dtype != "F32":  # no copy: each chunk converts every row once
+            return Plan(min(n_queries, max(chunk, budget // per_query)), False)
+        return Plan(chunk, False)
 
     def _prepare(self, metric: str) -> None:
         """Keep the rows as one float32 array, unit rows for cosine: each chunk of queries is then
@@ -135,9 +142,16 @@ class Index:
                     np.multiply(block, inverse[start:start + len(block), None], out=out)
         self._dense = (metric, dense)
 
-    def _blocks(self, step: int | None = None):
+    def _exact_norms(self) -> np.ndarray:
+        """(n,) float64 `norms64` of every row: each row's bits are those rescoring would compute."""
+        out = np.empty(self.n, dtype=np.float64)
+        for start, block in self._blocks():
+            out[start:start + len(block)] = norms64(block.astype(np.float64))
+        return out
+
+    def _blocks(self):
         """(start, float32 rows) over the searchable rows, about 32 MiB at a time."""
-        step = step or self.matrix.block_rows()
+        step = self.matrix.block_rows()
         for start in range(0, self.n, step):
             yield start, self.matrix.rows(start, min(self.n, start + step))
 
@@ -183,19 +197,23 @@ class Index:
                ) -> tuple[np.ndarray, np.ndarray]:
         """One chunk of checked queries (c, d) float32: (ids (c, k) int64, scores (c, k) float32),
         id -1 and score NaN past the last neighbour. `exclude[i]`: ids left out for query i."""
-        c = len(queries)
+        c, clock = len(queries), self.stages
         q64 = queries.astype(np.float64)  # (c, d)
         q_norms = norms64(q64)
         margin = error_bound(metric, self.matrix.shape[1], q_norms, self.max_norm)
         scores, fine = self._buffers(c)
         self._products(queries, metric, plan, exclusion_pairs(exclude, self.n), scores, fine)
-        theta = threshold(fine, k, margin)
-        rows, cols = candidates(scores, fine, theta)
-        rows, cols = self._forced(rows, cols, scores, metric)
-        if len(rows) > 2 * k * c:  # neighbours crowded in few blocks: the k-th candidate bounds better
-            rows, cols = refine(rows, cols, scores, theta, margin, k, c)
-        exact = exact_scores(self.matrix.take, q64, q_norms, rows, cols, metric)
-        return top_k(rows, cols, exact, c, k, ascending=metric == "euclidean")
+        with clock("selection"):
+            coarse = coarse_maxima(fine)
+            theta = threshold(fine, coarse, k, margin)
+            rows, cols = candidates(scores, fine, coarse, theta)
+            rows, cols = self._forced(rows, cols, scores, metric)
+            if len(rows) > 2 * k * c:  # neighbours crowded in few blocks: the k-th candidate bounds better
+                rows, cols = refine(rows, cols, scores, theta, margin, k, c)
+        with clock("rescoring"):
+            exact = exact_scores(self.matrix.take, q64, q_norms, rows, cols, metric, self._norms64)
+        with clock("ranking"):
+            return top_k(rows, cols, exact, c, k, ascending=metric == "euclidean")
 
     def _products(self, queries: np.ndarray, metric: str, plan: Plan, excluded, scores: np.ndarray,
                   fine: np.ndarray) -> None:
@@ -206,20 +224,22 @@ class Index:
         ex_rows, ex_cols = excluded
         bad = self.bad_rows()
         scaled = metric == "cosine" and not plan.prepared
+        clock = self.stages
         for start, rows in self._tiles(plan):
             stop = start + len(rows)
             s = scores[start:stop]  # (t, c)
-            with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
+            with clock("products"), np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
                 np.matmul(rows, qa.T, out=s)
                 if scaled:
                     s *= self.inverse_norms[start:stop, None]
                 elif metric == "euclidean":
                     s -= self.half_squares[start:stop, None]
-            b0, b1 = np.searchsorted(bad, [start, stop])
-            s[bad[b0:b1] - start] = -np.inf
-            e0, e1 = np.searchsorted(ex_rows, [start, stop])
-            scores[ex_rows[e0:e1], ex_cols[e0:e1]] = -np.inf
-            block_maxima(scores, fine, start, stop)
+            with clock("block maxima"):
+                b0, b1 = np.searchsorted(bad, [start, stop])
+                s[bad[b0:b1] - start] = -np.inf
+                e0, e1 = np.searchsorted(ex_rows, [start, stop])
+                scores[ex_rows[e0:e1], ex_cols[e0:e1]] = -np.inf
+                block_maxima(scores, fine, start, stop)
 
     def _tiles(self, plan: Plan):
         """(start, float32 rows (t, d)): tiles of TILE rows of the prepared copy or the float32
@@ -229,7 +249,11 @@ class Index:
         elif self.matrix.dtype == "F32":
             source = self.matrix.raw
         else:
-            yield from self._blocks(max(COARSE, self.matrix.block_rows() // COARSE * COARSE))
+            step = max(COARSE, self.matrix.block_rows() // COARSE * COARSE)
+            for start in range(0, self.n, step):
+                with self.stages("conversion"):
+                    rows = self.matrix.rows(start, min(self.n, start + step))
+                yield start, rows
             return
         for start in range(0, self.n, TILE):
             yield start, source[start:min(self.n, start + TILE)]

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from embscope.analysis.search import search_chunks
 from embscope.analysis.similarity import Index, analogy_vector, cosmul_scores
 from embscope.analysis.topk import topk_rows
 from embscope.queries import Query, term_vector
@@ -48,12 +49,17 @@ def knn_blocks(index: Index, k: int, metric: str, start: int, stop: int
     last neighbour. Rows holding NaN or Inf get no neighbours and are never one."""
     plan = index.plan(stop - start, metric)
     bad = index.bad_rows()
-    for a in range(start, stop, plan.chunk):
-        b = min(stop, a + plan.chunk)
-        ids = np.arange(a, b)
-        if len(bad):
-            ids = ids[~np.isin(ids, bad)]
-        block = index.matrix.rows(a, b) if len(ids) == b - a else index.matrix.take(ids)  # (b, d)
-        queries = index.check_queries(block, metric)
-        found, scores = index.search(queries, k, metric, [[int(i)] for i in ids], plan)
-        yield ids, found, scores
+    blocks = []
+
+    def chunks():
+        for a in range(start, stop, plan.chunk):
+            b = min(stop, a + plan.chunk)
+            ids = np.arange(a, b)
+            if len(bad):
+                ids = ids[~np.isin(ids, bad)]
+            blocks.append(ids)
+            rows = index.matrix.rows(a, b) if len(ids) == b - a else index.matrix.take(ids)  # (b, d)
+            yield index.check_queries(rows, metric), [[int(i)] for i in ids]
+
+    for found, scores in search_chunks(index, chunks(), k, metric, plan):
+        yield blocks.pop(0), found, scores

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from embscope.analysis.norms import row_norms
-from embscope.analysis.search import (COARSE, FINE, block_maxima, candidates, coarse_maxima, error_bound, exact_scores, exclusion_pairs,
-                                      norms64, padded, threshold, top_k)
+from embscope.analysis.search import COARSE, FINE, block_maxima, norms64, padded, search_chunks
 from embscope.errors import EmbscopeError, ScoreOverflowError
 from embscope.io.matrix import Matrix
 from embscope.timing import Stages
@@ -52,9 +52,9 @@ class Index:
     _bad: np.ndarray | None = field(default=None, repr=False)
     _tiny: np.ndarray | None = field(default=None, repr=False)
     _half: np.ndarray | None = field(default=None, repr=False)
-    _norms64: np.ndarray | None = field(default=None, repr=False)  # exact (float64) norms, for many queries
+    exact_norms: np.ndarray | None = field(default=None, repr=False)  # (n,) norms64, made for many queries
     _dense: tuple[str, np.ndarray] | None = field(default=None, repr=False)  # (metric, (n, d) float32)
-    _scratch: np.ndarray | None = field(default=None, repr=False)  # score buffers, reused
+    _scratch: list = field(default_factory=lambda: [None, None], repr=False)  # two score buffers, reused
     stages: Stages = field(default_factory=Stages, repr=False)  # seconds per stage of the searches
 
     # --- row facts, computed once -------------------------------------------------------------
@@ -107,24 +107,28 @@ class Index:
 
     def plan(self, n_queries: int, metric: str) -> Plan:
         """Queries per chunk, and whether to keep a prepared float32 copy of the rows (unit rows
-        for cosine), within the memory budget: the copy is made for more than one chunk of
-        queries when it and one chunk's score buffer fit; half-precision rows without a copy are
-        converted once per chunk, so chunks then grow to what the budget holds."""
+        for cosine), within the memory budget. Several chunks use two score buffers (one is
+        filled while the other is rescored); the copy is made for them when it fits beside the
+        buffers; half-precision rows without a copy are converted once per chunk, so chunks then
+        grow to what the budget holds."""
         budget = self.memory_budget()
         per_query = padded(self.n) * 4 * (FINE + 1) // FINE  # a score column and its block maxima
-        copy = self.n * self.matrix.shape[1] * 4
         chunk = max(1, min(n_queries, QUERY_CHUNK, max(MIN_CHUNK, budget // per_query)))
-        many = n_queries > chunk
-        if many and metric == "cosine" and self._norms64 is None:
+        if n_queries <= chunk:
+            return Plan(chunk, bool(self._dense and self._dense[0] == metric))
+        per_query *= 2  # two buffers
+        chunk = min(chunk, max(MIN_CHUNK, budget // per_query))
+        if metric == "cosine" and self.exact_norms is None:
             with self.stages("norms"):
-                self._norms64 = self._exact_norms()
+                self.exact_norms = self._exact_norms()
+        copy = self.n * self.matrix.shape[1] * 4
         if self._dense and self._dense[0] == metric:
             return Plan(min(chunk, max(MIN_CHUNK, (budget - copy) // per_query)), True)
-        if many and (metric == "cosine" or self.matrix.dtype != "F32") and copy + chunk * per_query <= budget:
+        if (metric == "cosine" or self.matrix.dtype != "F32") and copy + chunk * per_query <= budget:
             with self.stages("prepared copy"):
                 self._prepare(metric)
             return Plan(chunk, True)
-        if many and self.matrix.dtype != "F32":  # no copy: each chunk converts every row once
+        if self.matrix.dtype != "F32":  # no copy: each chunk converts every row once
             return Plan(min(n_queries, max(chunk, budget // per_query)), False)
         return Plan(chunk, False)
 
@@ -155,16 +159,17 @@ class Index:
         for start in range(0, self.n, step):
             yield start, self.matrix.rows(start, min(self.n, start + step))
 
-    def _buffers(self, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    def buffers(self, chunk: int, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(scores (n_pad, chunk), fine block maxima (n_pad / FINE, chunk)) float32, carved from
-        one reused buffer (a fresh 100 MB array per chunk costs its page faults every time);
-        padding rows hold -inf. Valid until the next call."""
+        one of two reused buffers (`slot` 0 or 1: a fresh 100 MB array per chunk costs its page
+        faults every time); padding rows hold -inf. Valid until the next call with that slot."""
         n_pad = padded(self.n)
         size = n_pad * chunk + n_pad // FINE * chunk
-        if self._scratch is None or self._scratch.size < size:
-            self._scratch = np.empty(size, dtype=np.float32)
-        scores = self._scratch[: n_pad * chunk].reshape(n_pad, chunk)
-        fine = self._scratch[n_pad * chunk: size].reshape(n_pad // FINE, chunk)
+        if self._scratch[slot] is None or self._scratch[slot].size < size:
+            self._scratch[slot] = np.empty(size, dtype=np.float32)
+        buf = self._scratch[slot]
+        scores = buf[: n_pad * chunk].reshape(n_pad, chunk)
+        fine = buf[n_pad * chunk: size].reshape(n_pad // FINE, chunk)
         scores[self.n:] = -np.inf
         fine[-(-self.n // FINE):] = -np.inf  # blocks of padding rows only
         return scores, fine
@@ -186,60 +191,40 @@ class Index:
         the smaller id. Euclidean scores are distances (positive, ascending)."""
         q = self.check_queries(queries, metric)
         plan = self.plan(len(q), metric)
-        for start in range(0, len(q), plan.chunk):
-            part = None if exclude is None else exclude[start:start + plan.chunk]
-            ids, scores = self.search(q[start:start + plan.chunk], k, metric, part, plan)
+        starts = range(0, len(q), plan.chunk)
+        chunks = ((q[a:a + plan.chunk], None if exclude is None else exclude[a:a + plan.chunk]) for a in starts)
+        for start, (ids, scores) in zip(starts, search_chunks(self, chunks, k, metric, plan)):
             for i in range(len(ids)):
                 keep = ids[i] >= 0
                 yield start + i, ids[i][keep], scores[i][keep]
 
-    def search(self, queries: np.ndarray, k: int, metric: str, exclude: list[list[int]] | None, plan: Plan
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """One chunk of checked queries (c, d) float32: (ids (c, k) int64, scores (c, k) float32),
-        id -1 and score NaN past the last neighbour. `exclude[i]`: ids left out for query i."""
-        c, clock = len(queries), self.stages
-        q64 = queries.astype(np.float64)  # (c, d)
-        q_norms = norms64(q64)
-        margin = error_bound(metric, self.matrix.shape[1], q_norms, self.max_norm)
-        scores, fine = self._buffers(c)
-        self._products(queries, metric, plan, exclusion_pairs(exclude, self.n), scores, fine)
-        with clock("selection"):
-            coarse = coarse_maxima(fine)
-            theta = threshold(fine, coarse, k, margin)
-            rows, cols = candidates(scores, fine, coarse, theta)
-            rows, cols = self._forced(rows, cols, scores, metric)
-            if len(rows) > 2 * k * c:  # neighbours crowded in few blocks: the k-th candidate bounds better
-                rows, cols = refine(rows, cols, scores, theta, margin, k, c)
-        with clock("rescoring"):
-            exact = exact_scores(self.matrix.take, q64, q_norms, rows, cols, metric, self._norms64)
-        with clock("ranking"):
-            return top_k(rows, cols, exact, c, k, ascending=metric == "euclidean")
-
-    def _products(self, queries: np.ndarray, metric: str, plan: Plan, excluded, scores: np.ndarray,
-                  fine: np.ndarray) -> None:
+    def products(self, queries: np.ndarray, metric: str, plan: Plan, excluded, scores: np.ndarray,
+                 fine: np.ndarray, stop: threading.Event | None = None) -> None:
         """float32 selection scores (n_pad, c), larger is nearer (cosine; dot; q.w - |w|^2 / 2 for
         euclidean), tile by tile, each tile's fine block maxima taken while it is in cache;
-        excluded pairs and NaN/Inf rows -inf."""
+        excluded pairs (rows, cols) and NaN/Inf rows -inf. Returns early once `stop` is set."""
         qa = unit(queries) if metric == "cosine" else queries  # (c, d)
         ex_rows, ex_cols = excluded
         bad = self.bad_rows()
         scaled = metric == "cosine" and not plan.prepared
         clock = self.stages
         for start, rows in self._tiles(plan):
-            stop = start + len(rows)
-            s = scores[start:stop]  # (t, c)
+            if stop is not None and stop.is_set():
+                return
+            stop_row = start + len(rows)
+            s = scores[start:stop_row]  # (t, c)
             with clock("products"), np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
                 np.matmul(rows, qa.T, out=s)
                 if scaled:
-                    s *= self.inverse_norms[start:stop, None]
+                    s *= self.inverse_norms[start:stop_row, None]
                 elif metric == "euclidean":
-                    s -= self.half_squares[start:stop, None]
+                    s -= self.half_squares[start:stop_row, None]
             with clock("block maxima"):
-                b0, b1 = np.searchsorted(bad, [start, stop])
+                b0, b1 = np.searchsorted(bad, [start, stop_row])
                 s[bad[b0:b1] - start] = -np.inf
-                e0, e1 = np.searchsorted(ex_rows, [start, stop])
+                e0, e1 = np.searchsorted(ex_rows, [start, stop_row])
                 scores[ex_rows[e0:e1], ex_cols[e0:e1]] = -np.inf
-                block_maxima(scores, fine, start, stop)
+                block_maxima(scores, fine, start, stop_row)
 
     def _tiles(self, plan: Plan):
         """(start, float32 rows (t, d)): tiles of TILE rows of the prepared copy or the float32
@@ -266,7 +251,7 @@ class Index:
                 self._half = (self.norms * self.norms / 2).astype(np.float32)
         return self._half
 
-    def _forced(self, rows, cols, scores, metric):
+    def forced(self, rows, cols, scores, metric):
         """Add the tiny rows (cosine) as candidates of every query that does not exclude them."""
         tiny = self.tiny_rows() if metric == "cosine" else ()
         if not len(tiny):
@@ -307,20 +292,6 @@ class Index:
         bound = q_longest * longest if metric == "dot" else (q_longest + longest) ** 2
         if bound > FLOAT32_SAFE:
             raise ScoreOverflowError(metric, max(longest, q_longest))
-
-
-def refine(rows, cols, scores, theta, margin, k, q):
-    """Keep the candidates within 2 margins of their query's k-th best float32 score (the
-    threshold from block maxima can be far below it when neighbours share blocks)."""
-    vals = scores[rows, cols]
-    order = np.lexsort((-vals, cols))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    first = np.searchsorted(cols, np.arange(q))
-    count = np.diff(np.append(first, len(cols)))
-    kth = np.where(count >= k, vals[np.minimum(first + k - 1, len(vals) - 1)], -np.inf)
-    bound = np.maximum(theta, kth.astype(np.float64) - 2 * margin)
-    keep = vals >= bound[cols]
-    return rows[keep], cols[keep]
 
 
 def euclidean(sq_rows: np.ndarray, sq_cols: np.ndarray, dots: np.ndarray) -> np.ndarray:

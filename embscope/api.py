@@ -210,8 +210,9 @@ class Model:
             raise EmbscopeError("3CosMul works with the cosine metric only")
 
     def sim(self, a: str, b: str, *, metric: str = "cosine", exact: bool = False) -> float:
-        """Similarity of two words, '#id's or texts (several tokens: the mean of their vectors)."""
-        from embscope.analysis.positions import similarity_matrix
+        """Similarity of two words, '#id's or texts (several tokens: the mean of their vectors):
+        the number `neighbors` prints for the same pair, computed the same way."""
+        from embscope.analysis.search import pair_scores
         from embscope.queries import term_vector
 
         _choice("metric", metric, METRICS)
@@ -220,8 +221,8 @@ class Model:
             q = self.query([text], exact)
             if len(q.terms) != 1:
                 raise EmbscopeError(f"'{text}': sim compares words or texts, not arithmetic")
-            vectors.append(term_vector(self.emb, q.terms[0]))
-        return float(similarity_matrix(np.stack(vectors), metric)[0, 1])
+            vectors.append(term_vector(self.emb, q.terms[0]).astype(np.float64)[None, :])  # (1, d)
+        return float(np.float32(pair_scores(vectors[1], vectors[0], metric)[0]))
 
     def positions(self, metric: str = "cosine", *, start: int = 0, stop: int | None = None,
                   step: int = 1) -> PositionSimilarity:

@@ -63,11 +63,9 @@ def norms64(x: np.ndarray) -> np.ndarray:
 def exact_scores(take: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, q_norms: np.ndarray,
                  rows: np.ndarray, cols: np.ndarray, metric: str, row_norms: np.ndarray | None = None
                  ) -> np.ndarray:
-    """(P,) float64 exact score of each pair (query cols[p], token rows[p]): cosine, dot, or
-    the euclidean distance. `take(ids)` gives float32 token rows (len(ids), d); `queries` is
-    (q, d) float64 and `q_norms` their `norms64`; `row_norms`, when given, the `norms64` of
-    every token row. A pair's value depends only on its two vectors: einsum sums each row
-    alone, in an order fixed by d."""
+    """(P,) float64 `pair_scores` of each pair (query cols[p], token rows[p]). `take(ids)` gives
+    float32 token rows (len(ids), d); `queries` is (q, d) float64 and `q_norms` their `norms64`;
+    `row_norms`, when given, the `norms64` of every token row."""
     out = np.empty(len(rows), dtype=np.float64)
     w_buf = np.empty((min(len(rows), RESCORE_BATCH), queries.shape[1]), dtype=np.float64)
     q_buf = np.empty_like(w_buf)
@@ -76,17 +74,25 @@ def exact_scores(take: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, 
         w, q = w_buf[:len(r)], q_buf[:len(r)]  # (b, d)
         w[...] = take(r)
         np.take(queries, c, axis=0, out=q)
-        if metric == "euclidean":
-            out[s:s + len(r)] = norms64(np.subtract(q, w, out=w))
-            continue
-        dot = np.einsum("ij,ij->i", w, q)  # (b,)
-        if metric == "dot":
-            out[s:s + len(r)] = dot
-            continue
-        scale = (norms64(w) if row_norms is None else row_norms[r]) * q_norms[c]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[s:s + len(r)] = np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
+        out[s:s + len(r)] = pair_scores(w, q, metric, None if row_norms is None else row_norms[r], q_norms[c])
     return out
+
+
+def pair_scores(w: np.ndarray, q: np.ndarray, metric: str, w_norms: np.ndarray | None = None,
+                q_norms: np.ndarray | None = None) -> np.ndarray:
+    """(b,) float64 score of each pair of rows of w and q (b, d) float64: cosine, dot, or the
+    euclidean distance (w is overwritten). The value depends only on the two vectors (not on
+    their order: products and the difference's squares commute), each row summed alone by
+    einsum in an order fixed by d: every path that scores a pair gets the same bits.
+    `w_norms`, `q_norms`: their `norms64`, when known."""
+    if metric == "euclidean":
+        return norms64(np.subtract(q, w, out=w))
+    dot = np.einsum("ij,ij->i", w, q)  # (b,)
+    if metric == "dot":
+        return dot
+    scale = (norms64(w) if w_norms is None else w_norms) * (norms64(q) if q_norms is None else q_norms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
 
 
 def block_maxima(scores: np.ndarray, fine: np.ndarray, start: int, stop: int) -> None:

@@ -41,7 +41,9 @@ def error_bound(metric: str, d: int, q_norms: np.ndarray, max_norm: float) -> np
     <= gamma_d |x| |y| with gamma_d = d u / (1 - d u) (Higham, Accuracy and Stability of
     Numerical Algorithms, 3.1). Cosine scales both sides to unit length first (errs by
     gamma_d / 2 + 3u each), euclidean selects by q.w - |w|^2 / 2 (the |w|^2 of a float32 norm errs
-    by gamma_d + 3u). The bounds are multiplied by 1.5 and underflow is allowed for."""
+    by gamma_d + 3u). The bounds are multiplied by 1.5 and underflow is allowed for. Ranks go by
+    exact scores rounded to float32, so a neighbour may also lie one float32 spacing below the
+    k-th: 2u for cosine, 2u |q| |w| for dot, 2u (|q| + |w|)^2 for the euclidean q.w - |w|^2 / 2."""
     u = UNIT_ROUNDOFF
     gamma = d * u / (1 - d * u) if d * u < 0.5 else np.inf
     tiny = d * 2.0 ** -148  # subnormal products
@@ -51,7 +53,7 @@ def error_bound(metric: str, d: int, q_norms: np.ndarray, max_norm: float) -> np
     elif metric == "dot":
         e = (gamma + 2 * u) * q_norms * max_norm
     else:
-        e = (gamma + 4 * u) * (q_norms * max_norm + max_norm * max_norm / 2)
+        e = (gamma + 4 * u) * (q_norms * max_norm + max_norm * max_norm / 2) + u * (q_norms + max_norm) ** 2
     return 1.5 * e + tiny
 
 
@@ -142,18 +144,21 @@ def _reaches(values: np.ndarray, theta: np.ndarray) -> np.ndarray:
 
 def top_k(rows: np.ndarray, cols: np.ndarray, exact: np.ndarray, q: int, k: int, ascending: bool
           ) -> tuple[np.ndarray, np.ndarray]:
-    """The k best candidates of each of q queries by exact score (largest first, or smallest
-    with `ascending`), ties to the smaller id: (ids (q, k) int64, scores (q, k) float32); a
-    query with fewer candidates ends in id -1, score NaN."""
-    order = np.lexsort((rows, exact if ascending else -exact, cols))
-    rows, cols, exact = rows[order], cols[order], exact[order]
+    """The k best candidates of each of q queries by exact score rounded to float32, the number
+    printed (largest first, or smallest with `ascending`), equal scores to the smaller id:
+    (ids (q, k) int64, scores (q, k) float32); a query with fewer candidates ends in id -1,
+    score NaN. (Ranking the float64 values instead would order pairs by their last bits, which
+    depend on the order of a sum.)"""
+    score = exact.astype(np.float32)
+    order = np.lexsort((rows, score if ascending else -score, cols))
+    rows, cols, score = rows[order], cols[order], score[order]
     first = np.searchsorted(cols, np.arange(q))  # (q,) where each query's candidates start
     rank = np.arange(len(cols)) - first[cols]
     keep = rank < k
     ids = np.full((q, k), -1, dtype=np.int64)
     scores = np.full((q, k), np.nan, dtype=np.float32)
     ids[cols[keep], rank[keep]] = rows[keep]
-    scores[cols[keep], rank[keep]] = exact[keep]
+    scores[cols[keep], rank[keep]] = score[keep]
     return ids, scores
 
 

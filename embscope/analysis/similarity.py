@@ -17,6 +17,7 @@ METRICS = ("cosine", "dot", "euclidean")
 FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
 QUERY_CHUNK = 512  # queries scored at once: (n, 512) float32 scores
 MIN_CHUNK = 16  # the fewest queries per chunk, however small the memory budget
+COPY_MIN_CHUNK = 64  # the prepared copy is kept when it leaves room for chunks of this many queries
 TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores stays in cache for its block maxima
 TINY_NORM = 2.0 ** -50  # shorter nonzero rows are always scored exactly (float32 unit vectors lose them)
 
@@ -108,29 +109,29 @@ class Index:
     def plan(self, n_queries: int, metric: str) -> Plan:
         """Queries per chunk, and whether to keep a prepared float32 copy of the rows (unit rows
         for cosine), within the memory budget. Several chunks use two score buffers (one is
-        filled while the other is rescored); the copy is made for them when it fits beside the
-        buffers; half-precision rows without a copy are converted once per chunk, so chunks then
-        grow to what the budget holds."""
+        filled while the other is rescored). The copy is kept when it fits beside buffers for
+        COPY_MIN_CHUNK queries; half-precision rows without it are converted once per chunk, so
+        chunks then grow to what the budget holds."""
         budget = self.memory_budget()
         per_query = padded(self.n) * 4 * (FINE + 1) // FINE  # a score column and its block maxima
-        chunk = max(1, min(n_queries, QUERY_CHUNK, max(MIN_CHUNK, budget // per_query)))
-        if n_queries <= chunk:
-            return Plan(chunk, bool(self._dense and self._dense[0] == metric))
+        chunk = min(n_queries, QUERY_CHUNK)
+        prepared = bool(self._dense and self._dense[0] == metric)
+        if n_queries <= max(MIN_CHUNK, budget // per_query) and n_queries <= chunk:  # one chunk
+            return Plan(max(1, n_queries), prepared)
         per_query *= 2  # two buffers
-        chunk = min(chunk, max(MIN_CHUNK, budget // per_query))
         if metric == "cosine" and self.exact_norms is None:
             with self.stages("norms"):
                 self.exact_norms = self._exact_norms()
         copy = self.n * self.matrix.shape[1] * 4
-        if self._dense and self._dense[0] == metric:
-            return Plan(min(chunk, max(MIN_CHUNK, (budget - copy) // per_query)), True)
-        if (metric == "cosine" or self.matrix.dtype != "F32") and copy + chunk * per_query <= budget:
+        useful = metric == "cosine" or self.matrix.dtype != "F32"
+        if not prepared and useful and copy + min(chunk, COPY_MIN_CHUNK) * per_query <= budget:
             with self.stages("prepared copy"):
                 self._prepare(metric)
-            return Plan(chunk, True)
-        if self.matrix.dtype != "F32":  # no copy: each chunk converts every row once
-            return Plan(min(n_queries, max(chunk, budget // per_query)), False)
-        return Plan(chunk, False)
+            prepared = True
+        room = max(0, budget - copy) if prepared else budget
+        if self.matrix.dtype != "F32" and not prepared:  # each chunk converts every row once
+            chunk = n_queries
+        return Plan(max(MIN_CHUNK, min(chunk, room // per_query)), prepared)
 
     def _prepare(self, metric: str) -> None:
         """Keep the rows as one float32 array, unit rows for cosine: each chunk of queries is then

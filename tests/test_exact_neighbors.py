@@ -272,3 +272,32 @@ def test_a_bf16_row_range_converts_each_block_once_per_chunk(tmp_path, monkeypat
     ids, scores = reference(w, w[:1000], "cosine", 5, [[i] for i in range(1000)])
     assert np.array_equal(np.concatenate([b.neighbor_ids for b in blocks]), ids)
     assert np.array_equal(np.concatenate([b.scores for b in blocks]), scores.astype(np.float32))
+
+
+def test_positions_self_distance_is_zero(model, capsys):
+    """Issue 11 item 9: `positions --metric euclidean` printed 2.1e-08 on its diagonal; every cell
+    is now |a - b| in float64 rounded to float32, near pairs measured directly."""
+    from transformers import GPT2LMHeadModel
+
+    d, _ = model
+    wpe = GPT2LMHeadModel.from_pretrained(d).transformer.wpe.weight.detach().float().numpy()  # (64, 48)
+    code, out, err = run(["positions", "--metric", "euclidean", "-m", str(d), "-f", "jsonl"], capsys)
+    assert code == 0, err
+    got = np.array([r["values"] for r in jsonl(out)])
+    v = wpe.astype(np.float64)
+    want = np.linalg.norm(v[:, None, :] - v[None, :, :], axis=2).astype(np.float32)
+    assert (np.diag(got) == 0).all()
+    np.testing.assert_array_equal(got.astype(np.float32), want)
+
+
+def test_sim_is_the_number_neighbors_prints(model):
+    import embscope
+
+    d, _ = model
+    m = embscope.load(str(d))
+    for metric in METRICS:
+        found = m.neighbors("king", 5, metric=metric)
+        for i, s in zip(found.ids.tolist(), found.scores.tolist()):
+            assert m.sim("king", f"#{i}", metric=metric) == s
+            assert m.sim(f"#{i}", "king", metric=metric) == s
+    assert m.sim("king", "king", metric="euclidean") == 0.0

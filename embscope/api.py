@@ -8,6 +8,7 @@ arguments where the CLI names its options).
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -182,12 +183,21 @@ class Model:
     def answer(self, qs, k: int = 10, *, metric: str = "cosine", include_query: bool = False,
                cosmul: bool = False) -> list[Neighbors]:
         """Neighbours of already resolved queries (`Model.query`)."""
+        return list(self.answer_iter(qs, k, metric=metric, include_query=include_query, cosmul=cosmul))
+
+    def answer_iter(self, qs, k: int = 10, *, metric: str = "cosine", include_query: bool = False,
+                    cosmul: bool = False) -> Iterator[Neighbors]:
+        """`answer`, streamed: each query's Neighbors as soon as its chunk is answered. Errors
+        (a query vector that is not finite, scores that would overflow) come before the first."""
         from embscope.analysis.neighbors import answer
 
         self._check_search(k, metric, cosmul)
         found = answer(self.emb, self.index, qs, k, metric, include_query, cosmul)
-        return [Neighbors(q.text, metric, ids, tuple(self.token(i) for i in ids.tolist()), scores)
-                for q, (ids, scores) in zip(qs, found)]
+        first = next(found, None)  # the checks run before anything is yielded
+        if first is None:
+            return
+        for q, (ids, scores) in zip(qs, itertools.chain([first], found)):
+            yield Neighbors(q.text, metric, ids, tuple(self.token(i) for i in ids.tolist()), scores)
 
     def knn_graph(self, k: int = 10, *, metric: str = "cosine", rows: slice = slice(None)) -> Iterator[KnnBlock]:
         """The k nearest other tokens of every token in `rows`, streamed in blocks."""

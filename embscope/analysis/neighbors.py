@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,33 +14,44 @@ from embscope.queries import Query, term_vector
 
 
 def answer(emb, index: Index, qs: list[Query], k: int, metric: str = "cosine",
-           include_query: bool = False, cosmul: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids (k,), scores (k,)) per query, in order. Plain queries share one blocked matrix product;
+           include_query: bool = False, cosmul: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids (k,), scores (k,)) per query, in order, streamed as chunks of queries are answered
+    (every error is raised before the first). Plain queries share one blocked matrix product;
     arithmetic is 3CosAdd (or 3CosMul with `cosmul`); the query's own tokens are left out unless
     `include_query`. Euclidean scores are distances (ascending)."""
-    vectors, exclude, results = [], [], {}
+    single = [n for n, q in enumerate(qs) if len(q.terms) == 1 and q.terms[0].sign > 0 and len(q.terms[0].ids) == 1]
+    vectors, order, exclude, ready = {}, [], [], {}
+    if single:  # one token each: their rows, fetched at once
+        rows = emb.wte.take([qs[n].terms[0].ids[0] for n in single])  # (s, d)
+        vectors.update(zip(single, rows))
     for n, q in enumerate(qs):
-        pos = [term_vector(emb, t) for t in q.positive]
-        neg = [term_vector(emb, t) for t in q.negative]
         skip = [] if include_query else q.ids
-        if cosmul and len(q.terms) > 1:
-            s = cosmul_scores(index, pos, neg)[None, :]  # (1, n)
-            if skip:
-                s[0, skip] = -np.inf
-            ids, vals = topk_rows(s, k)
-            keep = ids[0] >= 0
-            results[n] = (ids[0][keep], vals[0][keep])
-        elif len(q.terms) == 1 and pos:
-            vectors.append((n, pos[0]))
-            exclude.append(skip)
+        if n not in vectors:
+            pos = [term_vector(emb, t) for t in q.positive]
+            neg = [term_vector(emb, t) for t in q.negative]
+            if cosmul and len(q.terms) > 1:
+                ready[n] = _cosmul(index, pos, neg, skip, k)
+                continue
+            vectors[n] = pos[0] if len(q.terms) == 1 and pos else analogy_vector(pos, neg, metric)
+        order.append(n)
+        exclude.append(skip)
+    found = index.nearest(np.stack([vectors[n] for n in order]), k, metric, exclude) if order else iter(())
+    found = itertools.chain([next(found)], found) if order else found  # its checks run before any answer
+    for n in range(len(qs)):
+        if n in ready:
+            yield ready[n]
         else:
-            vectors.append((n, analogy_vector(pos, neg, metric)))
-            exclude.append(skip)
-    if vectors:
-        matrix = np.stack([v for _, v in vectors])  # (q, d)
-        for j, ids, vals in index.nearest(matrix, k, metric, exclude):
-            results[vectors[j][0]] = (ids, vals)
-    return [results[n] for n in range(len(qs))]
+            _, ids, scores = next(found)
+            yield ids, scores
+
+
+def _cosmul(index: Index, pos, neg, skip, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s = cosmul_scores(index, pos, neg)[None, :]  # (1, n)
+    if skip:
+        s[0, skip] = -np.inf
+    ids, vals = topk_rows(s, k)
+    keep = ids[0] >= 0
+    return ids[0][keep], vals[0][keep]
 
 
 def knn_blocks(index: Index, k: int, metric: str, start: int, stop: int

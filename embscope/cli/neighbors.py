@@ -93,6 +93,8 @@ def _describe(env: Environment, m, q) -> None:
 
 
 def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, writer):
+    import itertools
+
     import numpy as np
 
     from embscope.display import escape
@@ -109,13 +111,15 @@ def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, write
             raise EmbscopeError(f"stdin line {n}: {q}") from None
     if not qs:
         raise EmbscopeError("no queries on stdin")
-    answers = m.answer(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)  # errors before output
+    answers = m.answer_iter(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)
+    first = next(answers)  # errors before output
     warn_bad_rows(env, m.index.bad_rows(), "left out")
-    with m.stages("output"):
-        out = writer.start(["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
-        for part in range(0, len(qs), 1024):  # columns of 1024 queries' rows at a time
-            chunk = answers[part:part + 1024]
-            texts = [escape(q.text.encode()) for q in qs[part:part + 1024]]  # a line may hold ESC or bidi controls
+    out = writer.start(["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
+    answers = itertools.chain([first], answers)
+    for part in range(0, len(qs), 512):  # the rows of 512 queries at a time, as they are answered
+        chunk = list(itertools.islice(answers, 512))
+        with m.stages("output"):
+            texts = [escape(q.text.encode()) for q in qs[part:part + 512]]  # a line may hold ESC or bidi controls
             counts = [len(a) for a in chunk]
             out.write_columns([
                 [t for t, c in zip(texts, counts) for _ in range(c)],
@@ -124,7 +128,7 @@ def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, write
                 [t for a in chunk for t in a.tokens],
                 np.concatenate([a.scores for a in chunk]),
             ])
-        out.close()
+    out.close()
 
 
 def _all(env: Environment, m, top, metric, writer, first, last):
@@ -132,11 +136,13 @@ def _all(env: Environment, m, top, metric, writer, first, last):
     import numpy as np
 
     out = writer.start(["id", "token", "rank", "neighbor_id", "neighbor", "score"])
-    with m.stages("labels"):
-        labels = np.array(m.labels(), dtype=object)  # (n,) printable token texts
+    labels = None
     total = last - first - sum(first <= i < last for i in m.index.bad_rows().tolist())  # NaN/Inf rows: left out
     with env.progress(total, "k-NN graph") as advance:
         for block in m.knn_graph(top, metric=metric, rows=slice(first, last)):
+            if labels is None:  # made while the worker computes the second chunk
+                with m.stages("labels"):
+                    labels = np.array(m.labels(), dtype=object)  # (n,) printable token texts
             with m.stages("output"):
                 found = block.neighbor_ids >= 0  # (b, k)
                 ids = np.broadcast_to(block.ids[:, None], found.shape)[found]

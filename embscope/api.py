@@ -152,6 +152,12 @@ class Model:
             self._index = Index(self.emb.wte, self.n_tokens, self._budget, stages=self.stages)
         return self._index
 
+    def prepare_search(self, n_queries: int, metric: str = "cosine") -> None:
+        """Do now what a search of `n_queries` queries first needs: the row norms and, within
+        the memory budget, the prepared copy of the rows. (The CLI runs it in a thread while
+        the queries are tokenized; a search does it itself when it has not been done.)"""
+        self.index.plan(n_queries, metric)
+
     def queries(self, texts: list[str], exact: bool = False) -> list:
         """`query` of each text, all words tokenized at once; a text that cannot be resolved
         gives its error (an EmbscopeError) in its place."""

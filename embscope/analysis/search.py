@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 FINE = 16  # rows per fine block: candidates are read a fine block at a time
 COARSE = 128  # rows per coarse block (8 fine blocks): the k-th largest coarse maximum bounds the k-th score
-RESCORE_BATCH = 256  # (query, row) pairs rescored at once: 3 (256, d) float64 arrays stay in cache
+RESCORE_BATCH = 256  # (query, row) pairs rescored at once: their (256, d) float64 rows stay in cache
+ROUND = 16  # a query's candidates scored together; a query with more has them in further rounds
 UNIT_ROUNDOFF = 2.0 ** -24  # float32
 
 
@@ -67,16 +67,48 @@ def exact_scores(take: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, 
                  ) -> np.ndarray:
     """(P,) float64 `pair_scores` of each pair (query cols[p], token rows[p]). `take(ids)` gives
     float32 token rows (len(ids), d); `queries` is (q, d) float64 and `q_norms` their `norms64`;
-    `row_norms`, when given, the `norms64` of every token row."""
+    `row_norms`, when given, the `norms64` of every token row. A query's candidates are scored
+    together, ROUND at a time, against the query's one row (a grid (queries, ROUND) of rows)."""
     out = np.empty(len(rows), dtype=np.float64)
-    w_buf = np.empty((min(len(rows), RESCORE_BATCH), queries.shape[1]), dtype=np.float64)
-    q_buf = np.empty_like(w_buf)
-    for s in range(0, len(rows), RESCORE_BATCH):
-        r, c = rows[s:s + RESCORE_BATCH], cols[s:s + RESCORE_BATCH]
-        w, q = w_buf[:len(r)], q_buf[:len(r)]  # (b, d)
-        w[...] = take(r)
-        np.take(queries, c, axis=0, out=q)
-        out[s:s + len(r)] = pair_scores(w, q, metric, None if row_norms is None else row_norms[r], q_norms[c])
+    if not len(rows):
+        return out
+    order = np.argsort(cols, kind="stable")  # pairs by query
+    by_query = cols[order]
+    rank = np.arange(len(rows)) - np.searchsorted(by_query, by_query)  # (P,) place among its query's
+    for lo in range(0, int(rank.max()) + 1, ROUND):
+        here = (rank >= lo) & (rank < lo + ROUND)
+        pairs, slot = order[here], rank[here] - lo
+        qs, at = np.unique(by_query[here], return_inverse=True)  # the queries of this round
+        grid = np.full((len(qs), int(slot.max()) + 1), rows[pairs[0]])  # (u, K); spare cells: any row
+        grid[at, slot] = rows[pairs]
+        out[pairs] = _grid_scores(take, queries, q_norms, qs, grid, metric, row_norms)[at, slot]
+    return out
+
+
+def _grid_scores(take, queries, q_norms, qs, grid, metric, row_norms) -> np.ndarray:
+    """(u, K) float64 scores of the rows grid[i] (u, K) against query qs[i], a batch of queries
+    at a time. Each score is `pair_scores` of its pair: einsum sums a row alone, as there."""
+    u, width = grid.shape
+    out = np.empty((u, width), dtype=np.float64)
+    step = max(1, RESCORE_BATCH // width)
+    buf = np.empty((min(u, step), width, queries.shape[1]), dtype=np.float64)
+    for a in range(0, u, step):
+        g, q_ids = grid[a:a + step], qs[a:a + step]
+        w = buf[:len(g)]  # (b, K, d)
+        w[...] = take(g.ravel()).reshape(w.shape)
+        q = queries[q_ids]  # (b, d)
+        if metric == "euclidean":
+            diff = np.subtract(q[:, None, :], w, out=w)
+            out[a:a + step] = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff))
+            continue
+        dot = np.einsum("qkd,qd->qk", w, q)  # (b, K)
+        if metric == "dot":
+            out[a:a + step] = dot
+            continue
+        w_norms = np.sqrt(np.einsum("qkd,qkd->qk", w, w)) if row_norms is None else row_norms[g]
+        scale = w_norms * q_norms[q_ids][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[a:a + step] = np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
     return out
 
 
@@ -238,6 +270,8 @@ def search_chunks(index, chunks: Iterable[tuple[np.ndarray, list | None]], k: in
     if second is None:
         yield finish(index, run_products(index, *first, metric, plan, 0), k, metric)
         return
+    from concurrent.futures import ThreadPoolExecutor
+
     stop = threading.Event()
     with ThreadPoolExecutor(1, thread_name_prefix="embscope-products") as pool:
         try:

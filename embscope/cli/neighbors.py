@@ -94,6 +94,7 @@ def _describe(env: Environment, m, q) -> None:
 
 def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, writer):
     import itertools
+    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
 
@@ -101,9 +102,12 @@ def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, write
     from embscope.errors import EmbscopeError
 
     lines = stdin_lines(env)
+    with ThreadPoolExecutor(1) as pool:  # norms and the prepared copy while the queries are tokenized
+        prepared = pool.submit(m.prepare_search, len(lines), metric)
+        with m.stages("tokenisation"):
+            qs = m.queries(lines, exact)
+        prepared.result()
     bad = set(m.index.bad_rows().tolist())
-    with m.stages("tokenisation"):
-        qs = m.queries(lines, exact)
     for n, q in enumerate(qs, 1):
         if not isinstance(q, EmbscopeError) and bad & set(q.ids):
             q = EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")

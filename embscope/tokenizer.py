@@ -22,6 +22,7 @@ from embscope.native import RustGuard, native_call
 GPT2_SPECIAL = "<|endoftext|>"
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 SPACE_MARK = "\u2581"  # SentencePiece's word-start mark
+BULK_WORDS = 64  # fewer words are encoded one by one (a batch call starts a thread pool)
 
 
 @lru_cache(maxsize=1)
@@ -82,7 +83,10 @@ class Tokenizer:
         return None
 
     def word_ids_many(self, words: list[str], exact: bool = False) -> list[list[int]]:
-        """`word_ids` of each word; one tokenizer call for all where the tokenizer allows."""
+        """`word_ids` of each word; one tokenizer call for all where the tokenizer allows (and
+        there are enough words to be worth its threads)."""
+        if len(words) < BULK_WORDS:
+            return [self.word_ids(w, exact) for w in words]
         spaced = {} if exact else {w: " " + w for w in words if not w.startswith(" ")}
         ids = self._encode_all(list(spaced.values()))
         if ids is None:

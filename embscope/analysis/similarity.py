@@ -19,6 +19,7 @@ QUERY_CHUNK = 512  # queries scored at once: (n, 512) float32 scores
 MIN_CHUNK = 16  # the fewest queries per chunk, however small the memory budget
 COPY_MIN_CHUNK = 64  # the prepared copy is kept when it leaves room for chunks of this many queries
 TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores stays in cache for its block maxima
+EINSUM_QUERIES = 2  # products of this few queries go through einsum, not BLAS
 TINY_NORM = 2.0 ** -50  # shorter nonzero rows are always scored exactly (float32 unit vectors lose them)
 
 
@@ -215,7 +216,7 @@ class Index:
             stop_row = start + len(rows)
             s = scores[start:stop_row]  # (t, c)
             with clock("products"), np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
-                np.matmul(rows, qa.T, out=s)
+                product(rows, qa, s)
                 if scaled:
                     s *= self.inverse_norms[start:stop_row, None]
                 elif metric == "euclidean":
@@ -274,7 +275,7 @@ class Index:
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, ranked last
             for start, rows in self._tiles(plan):
                 s = out[:, start:start + len(rows)]
-                np.matmul(qa, rows.T, out=s)
+                product(rows, qa, s.T)
                 if metric == "cosine" and not plan.prepared:
                     s *= self.inverse_norms[start:start + len(rows)]
             if metric == "euclidean":
@@ -293,6 +294,16 @@ class Index:
         bound = q_longest * longest if metric == "dot" else (q_longest + longest) ** 2
         if bound > FLOAT32_SAFE:
             raise ScoreOverflowError(metric, max(longest, q_longest))
+
+
+def product(rows: np.ndarray, queries: np.ndarray, out: np.ndarray) -> None:
+    """out (t, q) = rows (t, d) @ queries (q, d).T in float32. A query or two: einsum, one pass
+    over the rows at memory speed (BLAS's gemv hands the work to its threads and waits for them,
+    5 to 20 times longer on a busy machine); more: BLAS."""
+    if len(queries) <= EINSUM_QUERIES:
+        np.einsum("ij,qj->iq", rows, queries, out=out)
+    else:
+        np.matmul(rows, queries.T, out=out)
 
 
 def euclidean(sq_rows: np.ndarray, sq_cols: np.ndarray, dots: np.ndarray) -> np.ndarray:

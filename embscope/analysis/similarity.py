@@ -19,6 +19,8 @@ QUERY_CHUNK = 512  # queries scored at once: (n, 512) float32 scores
 MIN_CHUNK = 16  # the fewest queries per chunk, however small the memory budget
 COPY_MIN_CHUNK = 64  # the prepared copy is kept when it leaves room for chunks of this many queries
 TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores stays in cache for its block maxima
+EXACT_NORMS_SHARE = 8  # from n / 8 queries on (a graph, big batches) all rows' exact norms in one pass;
+# fewer queries compute the norms of their candidates (a row range of a 128k-token model)
 EINSUM_QUERIES = 2  # products of this few queries go through einsum, not BLAS
 TINY_NORM = 2.0 ** -50  # shorter nonzero rows are always scored exactly (float32 unit vectors lose them)
 
@@ -120,7 +122,7 @@ class Index:
         if n_queries <= max(MIN_CHUNK, budget // per_query) and n_queries <= chunk:  # one chunk
             return Plan(max(1, n_queries), prepared)
         per_query *= 2  # two buffers
-        if metric == "cosine" and self.exact_norms is None:
+        if metric == "cosine" and self.exact_norms is None and n_queries * EXACT_NORMS_SHARE >= self.n:
             with self.stages("norms"):
                 self.exact_norms = self._exact_norms()
         copy = self.n * self.matrix.shape[1] * 4

@@ -11,6 +11,8 @@ Fixtures (never committed; bench/.fixtures is gitignored):
                       with a leading space (" king" -> 5822), one per line, no leading space
   tiktoken-cache/     tiktoken's file cache for get_encoding("gpt2"), offline
   gpt2-small/         HF dir, GPT2LMHeadModel(768 wide, 12 layers).save_pretrained, fp32
+  gpt2-small-bf16/    the same model (same seed) converted to bfloat16 before saving
+  gpt2-small-fp16/    ... and to float16
   gpt2-medium/        HF dir, 1024 wide, 24 layers, fp32
   gpt2-small-tuned/   gpt2-small "fine-tuned": wte and wpe turned by a seeded random rotation,
                       plus noise, 100 tokens moved; save_pretrained (for bench/diff.py)
@@ -127,7 +129,7 @@ def build_tiktoken_cache(d: Path) -> None:
     assert tiktoken.get_encoding("gpt2").encode(" king") == [5822]
 
 
-def _build_gpt2(d: Path, n_embd: int, n_layer: int, n_head: int) -> None:
+def _build_gpt2(d: Path, n_embd: int, n_layer: int, n_head: int, dtype: str = "float32") -> None:
     import torch
     from transformers import GPT2LMHeadModel
 
@@ -135,8 +137,8 @@ def _build_gpt2(d: Path, n_embd: int, n_layer: int, n_head: int) -> None:
     torch.manual_seed(SEED)
     # The default GPT-2 init (normal(0, 0.02) per matrix) costs a few seconds for
     # small/medium, which is cheaper than anything clever.
-    model = GPT2LMHeadModel(gpt2_config(n_embd, n_layer, n_head))
-    model.save_pretrained(str(d))  # config.json, generation_config.json, model.safetensors (fp32)
+    model = GPT2LMHeadModel(gpt2_config(n_embd, n_layer, n_head)).to(getattr(torch, dtype))
+    model.save_pretrained(str(d))  # config.json, generation_config.json, model.safetensors (in `dtype`)
     del model
     write_tokenizer(d)
     verify_hf_dir(d)
@@ -144,6 +146,14 @@ def _build_gpt2(d: Path, n_embd: int, n_layer: int, n_head: int) -> None:
 
 def build_gpt2_small(d: Path) -> None:
     _build_gpt2(d, 768, 12, 12)
+
+
+def build_gpt2_small_bf16(d: Path) -> None:
+    _build_gpt2(d, 768, 12, 12, "bfloat16")
+
+
+def build_gpt2_small_fp16(d: Path) -> None:
+    _build_gpt2(d, 768, 12, 12, "float16")
 
 
 def build_gpt2_medium(d: Path) -> None:
@@ -372,6 +382,8 @@ BUILDERS = {
     "queries": build_queries,
     "tiktoken-cache": build_tiktoken_cache,
     "gpt2-small": build_gpt2_small,
+    "gpt2-small-bf16": build_gpt2_small_bf16,
+    "gpt2-small-fp16": build_gpt2_small_fp16,
     "gpt2-medium": build_gpt2_medium,
     "gpt2-small-tuned": build_gpt2_small_tuned,
     "nanogpt-124m": build_nanogpt,

@@ -92,6 +92,16 @@ class Stats:
     bench: dict = field(default_factory=dict)
     error: str | None = None
     stdout_head: str = ""
+    bench_reps: list[dict] = field(default_factory=list)  # `bench` of every repetition
+    stages: list[dict] = field(default_factory=list)  # `debug: stages:` seconds of every repetition
+
+    def median(self, key: str) -> float:
+        """Median over the repetitions of a number the command reported (`bench` key)."""
+        return statistics.median(r[key] for r in self.bench_reps if key in r)
+
+    def stage_medians(self) -> dict:
+        names = list(dict.fromkeys(n for r in self.stages for n in r))
+        return {n: statistics.median(r.get(n, 0.0) for r in self.stages) for n in names}
 
     @property
     def wall(self) -> float:
@@ -107,6 +117,7 @@ class Stats:
 
     def to_json(self) -> dict:
         d = {"walls_s": self.walls, "rss_kib": self.rss_kib, "bench": self.bench,
+             "bench_reps": self.bench_reps, "stages": self.stages,
              "error": self.error, "stdout_head": self.stdout_head}
         if self.ok:
             d.update(wall_median_s=self.wall, rss_max_mib=self.rss_mib)
@@ -166,22 +177,27 @@ def comparisons(fx: Path, E: list[str], quick: bool) -> list[Comparison]:
             m["B_qps_extrapolated"] = n_batch / est
         return m
 
-    rows_a = QUICK_ROWS if (quick and ALL_ROWS_FLAG) else V_GPT2
-    rows_b = QUICK_ROWS if quick else V_GPT2
+    graph_rows = QUICK_ROWS if quick else V_GPT2
 
-    def all_metrics(A, B, R):
-        m = {}
-        if A.ok:
-            m["A_gflops"] = 2.0 * rows_a * V_GPT2 * D_GPT2 / A.wall / 1e9
-        if B is not None and B.ok and "gflops" in B.bench:
-            m["B_gflops"] = B.bench["gflops"]
-        return m
+    def all_argv(model: Path, *extra: str) -> list[str]:
+        argv = E + ["--debug", "neighbors", "--all", "-k", "10", "-m", str(model), "-f", "tsv", *extra]
+        return argv + ([ALL_ROWS_FLAG, f"0:{QUICK_ROWS}"] if quick else [])
 
-    all_argv = E + ["neighbors", "--all", "-k", "10", "-m", str(small), "-f", "tsv"]
-    if quick and ALL_ROWS_FLAG:
-        all_argv += [ALL_ROWS_FLAG, f"0:{QUICK_ROWS}"]
-    mm_argv = [PY, str(BENCH_DIR / "numpy_matmul.py"), "--V", str(V_GPT2), "--d", str(D_GPT2),
-               "--block", str(MATMUL_BLOCK)] + (["--rows", str(QUICK_ROWS)] if quick else [])
+    def mm_argv(rows: int, V: int = V_GPT2, d: int = D_GPT2) -> list[str]:
+        return [PY, str(BENCH_DIR / "numpy_matmul.py"), "--V", str(V), "--d", str(d),
+                "--block", str(MATMUL_BLOCK), "--rows", str(rows)]
+
+    def graph(cid: str, what: str, model: str, *extra: str, floor: float = 0.85) -> Comparison:
+        return Comparison(
+            cid, f"neighbors --all -k 10, {what}: throughput vs numpy sgemm on the same shapes",
+            Cmd(all_argv(fx / model, *extra), stdout="devnull"), Cmd(mm_argv(graph_rows)),
+            f"M['ratio_bracketed'] >= {floor}", metrics=sgemm_metrics(graph_rows, V_GPT2, D_GPT2),
+            b_label=f"numpy_matmul.py: W[i:i+{MATMUL_BLOCK}] @ W.T, {graph_rows} rows, fp32",
+            needs=(model,), show_ratio=False,
+            note=f"ratio = numpy's sgemm loop seconds / embscope's whole-process wall (start-up, load, "
+                 f"selection and output included), medians of interleaved runs; floor {floor}")
+
+    big_rows, big_v, big_d = (1024 if quick else 4096), 128256, 4096
 
     return [
         Comparison(
@@ -235,13 +251,58 @@ def comparisons(fx: Path, E: list[str], quick: bool) -> list[Comparison]:
             b_label=f"baseline --batch on {n_base} queries, EXTRAPOLATED to {n_batch}",
             needs=("gpt2-small", "queries"), show_ratio=False),
         Comparison(
-            "7", "neighbors --all -k 10, gpt2-small: GFLOP/s vs numpy blocked W @ W.T",
-            Cmd(all_argv, stdout="devnull"), Cmd(mm_argv),
-            "M['A_gflops'] >= 0.7 * M['B_gflops']", metrics=all_metrics,
-            b_label=f"numpy_matmul.py (block {MATMUL_BLOCK}, rows {rows_b})",
-            needs=("gpt2-small",), show_ratio=False,
-            note=f"A GFLOP/s = 2*{rows_a}*V*d / end-to-end wall (includes start-up and load)"),
+            "6s", f"batch: {n_batch} queries on stdin, gpt2-small: throughput vs numpy sgemm on the same shapes",
+            Cmd(E + ["--debug", "neighbors", "-", "-m", str(small), "-f", "tsv", "-k", "10"], stdin=words10k,
+                stdout="devnull"),
+            Cmd(mm_argv(n_batch)),
+            "M['ratio_bracketed'] >= 0.85", metrics=sgemm_metrics(n_batch, V_GPT2, D_GPT2),
+            b_label=f"numpy_matmul.py: W[i:i+{MATMUL_BLOCK}] @ W.T, {n_batch} rows, fp32",
+            needs=("gpt2-small", "queries"), show_ratio=False,
+            note="ratio = numpy's sgemm loop seconds / embscope's whole-process wall (start-up, "
+                 "tokenisation, top-k and output included), medians of interleaved runs"),
+        graph("7", "gpt2-small fp32", "gpt2-small"),
+        graph("8a", "gpt2-small bf16 (fp32 bound)", "gpt2-small-bf16", floor=0.70),
+        graph("8b", "gpt2-small fp16 (fp32 bound)", "gpt2-small-fp16", floor=0.70),
+        graph("8c", "gpt2-small bf16, --memory-budget 128M: no fp32 copy (fp32 bound)", "gpt2-small-bf16",
+              "--memory-budget", "128M", floor=0.70),
+        Comparison(
+            "9", f"neighbors --all --rows 0:{big_rows}, llama-shaped bf16 128256 x 4096, --memory-budget 1G"
+                 " (no fp32 copy): throughput vs numpy sgemm (fp32, in memory)",
+            Cmd(E + ["--debug", "neighbors", "--all", "-k", "10", "-m", str(llama), "-f", "tsv",
+                     "--rows", f"0:{big_rows}", "--memory-budget", "1G"], stdout="devnull"),
+            Cmd(mm_argv(big_rows, big_v, big_d)),
+            "M['ratio_bracketed'] >= 0.70", metrics=sgemm_metrics(big_rows, big_v, big_d),
+            b_label=f"numpy_matmul.py: W[i:i+{MATMUL_BLOCK}] @ W.T, {big_rows} rows of 128256 x 4096 fp32",
+            needs=("llama-bf16-sharded",), show_ratio=False,
+            note="the fp32 copy (2.0 GiB) exceeds the budget: rows are converted block by block, once per"
+                 " chunk of as many queries as the budget's score buffer holds"),
     ]
+
+
+def sgemm_metrics(rows: int, V: int, d: int):
+    """Metrics of a comparison against numpy_matmul.py on the same shapes: both sides' GFLOP/s
+    (2 rows V d over embscope's median wall, over numpy's median loop seconds), `ratio` of those
+    medians, and `ratio_bracketed`: the median over embscope's runs of (numpy's loop seconds in
+    the runs just before and after it) / its wall, which follows a machine whose load drifts
+    from minute to minute better than medians taken apart."""
+    flops = 2.0 * rows * V * d
+
+    def metrics(A, B, R):
+        m = {}
+        if A.ok:
+            m["A_gflops"] = flops / A.wall / 1e9
+        secs = [r.get("seconds") for r in B.bench_reps] if B is not None and B.ok else []
+        if secs and all(x is not None for x in secs):
+            m["B_gflops"] = flops / statistics.median(secs) / 1e9
+            if A.ok:
+                m["ratio"] = statistics.median(secs) / A.wall
+                # order of runs: A0 B0 A1 B1 ...: A_i lies between B_(i-1) and B_i
+                near = [[secs[j] for j in (i - 1, i) if 0 <= j < len(secs)] for i in range(len(A.walls))]
+                m["ratio_bracketed"] = statistics.median(
+                    statistics.mean(b) / a for a, b in zip(A.walls, near) if b)
+        return m
+
+    return metrics
 
 
 # ----------------------------------------------------------------------------- running
@@ -259,6 +320,17 @@ def _parse_kv(text: str, stdout: str) -> dict:
     if first.startswith("gflops="):
         out.update({k: float(v) for k, v in _KV.findall(first)})
     return out
+
+
+_STAGE = re.compile(r"([a-z][a-z ]*?) ([0-9.]+) s(?:,|$)")
+
+
+def _parse_stages(text: str) -> dict:
+    """{stage: seconds} from embscope's `--debug` line 'debug: stages: products 1.234 s, ...'."""
+    for line in text.splitlines():
+        if line.startswith("debug: stages:"):
+            return {name.strip(): float(v) for name, v in _STAGE.findall(line[len("debug: stages:"):])}
+    return {}
 
 
 class Runner:
@@ -336,6 +408,10 @@ class Runner:
             into.walls.append(wall)
             into.rss_kib.append(rss_kib if rss_kib is not None else 0)
             into.bench = _parse_kv(err, out) or into.bench
+            into.bench_reps.append(_parse_kv(err, out))
+            stages = _parse_stages(err)
+            if stages:
+                into.stages.append(stages)
             into.stdout_head = out[:600]
         finally:
             if cmd.stdin:
@@ -436,6 +512,14 @@ def markdown(results: list[Result], meta: dict) -> str:
             f"| {r.comp.id} | {r.comp.description} | {_fmt_s(r.A)} | {_fmt_rss(r.A)} | {b_label} | "
             f"{_fmt_s(r.B)} | {_fmt_rss(r.B)} | {ratio} | {metrics} | `{r.comp.target}` | "
             f"{status.replace('|', '/')} |")
+    staged = [r for r in results if r.A.ok and r.A.stages]
+    if staged:
+        lines += ["", "Stages (embscope's `--debug` timings, median seconds over the runs; the rest of the"
+                  " wall is start-up, loading and the stages not timed):", ""]
+        for r in staged:
+            med = r.A.stage_medians()
+            parts = ", ".join(f"{n} {v:.3f} s ({v / r.A.wall:.1%})" for n, v in med.items())
+            lines.append(f"- {r.comp.id} (wall {r.A.wall:.3f} s): {parts}")
     notes = [f"- {r.comp.id}: {r.comp.note}" for r in results if r.comp.note]
     if notes:
         lines += ["", "Notes:"] + notes

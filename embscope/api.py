@@ -8,6 +8,7 @@ arguments where the CLI names its options).
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | None = None,
          tokenizer: str | None = None, meta: str | None = None, step: int | None = None,
-         progress: bool = False, matrix: str = "input") -> Model:
+         progress: bool = False, matrix: str = "input", memory_budget: int | str | None = None) -> Model:
     """The embedding layer of a model: a ckpt.pt, a .safetensors file, a model directory, a
     training-run folder (nanochat, llm.c: the last step, or `step`) or a Hugging Face hub id
     (`org/name@rev`); the bundled Tiny Shakespeare model when `spec` is None and $EMBSCOPE_MODEL
@@ -36,11 +37,11 @@ def load(spec: str | None = None, *, wte_key: str | None = None, wpe_key: str | 
     on stderr while weights come from the Hugging Face Hub. `matrix="output"`: every question
     about tokens is asked of the output embedding (the LM head: `lm_head.weight`, Pythia's
     `embed_out.weight`) instead of the input one; a model that ties them has one matrix for both
-    (said in `Model.emb.notes`)."""
+    (said in `Model.emb.notes`). `memory_budget`: see `Model.memory_budget`."""
     from embscope.model import load as load_embeddings
 
     return Model(load_embeddings(spec, wte_key=wte_key, wpe_key=wpe_key, tokenizer=tokenizer, meta=meta,
-                                 step=step, progress=progress, matrix=matrix))
+                                 step=step, progress=progress, matrix=matrix), memory_budget)
 
 
 def diff(a: Model | str, b: Model | str, *, align: str = "procrustes", k: int = 10,
@@ -87,10 +88,15 @@ def _choice(name: str, value: str, allowed: Iterable[str]) -> str:
 class Model:
     """One model's token matrix `wte` (V, d), learned positions `wpe` (P, d) and tokenizer."""
 
-    def __init__(self, emb: Embeddings):
+    def __init__(self, emb: Embeddings, memory_budget: int | str | None = None):
+        from embscope.timing import Stages
+
         self.emb = emb
         self._index: Index | None = None
         self._labels: dict[int, str] = {}
+        self._budget: int | None = None
+        self.memory_budget = memory_budget
+        self.stages = Stages()  # seconds per stage of the searches (and of the CLI around them)
 
     def __repr__(self) -> str:
         return f"<embscope.Model {self.emb.name}: {self.emb.vocab_rows} x {self.emb.dim} {self.emb.format}>"
@@ -160,14 +166,46 @@ class Model:
             self._labels[token_id] = label
         return label
 
+    def labels(self) -> list[str]:
+        """`token(i)` of every token id 0..n_tokens-1."""
+        return [self.token(i) for i in range(self.n_tokens)]
+
     # --- questions --------------------------------------------------------------------------
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes that searches of many queries may hold in a prepared float32 copy of the rows
+        and in score buffers (None: a quarter of the available memory, read when first needed).
+        Set it to bytes or a size: '512M', '4G', '25%'."""
+        return self._budget
+
+    @memory_budget.setter
+    def memory_budget(self, size: int | str | None) -> None:
+        from embscope.memory import parse_size
+
+        self._budget = None if size is None else parse_size(size)
+        if self._index is not None:
+            self._index.budget = self._budget
 
     @property
     def index(self) -> Index:
         """The searchable token rows, with cached norms (built on first use)."""
         if self._index is None:
-            self._index = Index(self.emb.wte, self.n_tokens)
+            self._index = Index(self.emb.wte, self.n_tokens, self._budget, stages=self.stages)
         return self._index
+
+    def prepare_search(self, n_queries: int, metric: str = "cosine") -> None:
+        """Do now what a search of `n_queries` queries first needs: the row norms and, within
+        the memory budget, the prepared copy of the rows. (The CLI runs it in a thread while
+        the queries are tokenized; a search does it itself when it has not been done.)"""
+        self.index.plan(n_queries, metric)
+
+    def queries(self, texts: list[str], exact: bool = False) -> list:
+        """`query` of each text, all words tokenized at once; a text that cannot be resolved
+        gives its error (an EmbscopeError) in its place."""
+        from embscope.queries import resolve_lines
+
+        return resolve_lines(self.emb, list(texts), exact)
 
     def query(self, text: str | list[str], exact: bool = False):
         """A word, '#id', text or arithmetic ('king - man + woman') resolved to token ids. A
@@ -187,18 +225,34 @@ class Model:
     def neighbors_many(self, queries: Iterable[str | list[str]], k: int = 10, *, metric: str = "cosine",
                        exact: bool = False, include_query: bool = False, cosmul: bool = False) -> list[Neighbors]:
         """`neighbors` for many queries at once: one blocked matrix product for all of them."""
-        qs = [self.query(q, exact) for q in queries]
+        queries = list(queries)
+        if all(isinstance(q, str) for q in queries):  # one argument each: tokenized at once
+            qs = self.queries(queries, exact)
+            for q in qs:
+                if isinstance(q, EmbscopeError):
+                    raise q
+        else:  # lists are the CLI's arguments (words side by side are added)
+            qs = [self.query(q, exact) for q in queries]
         return self.answer(qs, k, metric=metric, include_query=include_query, cosmul=cosmul)
 
     def answer(self, qs, k: int = 10, *, metric: str = "cosine", include_query: bool = False,
                cosmul: bool = False) -> list[Neighbors]:
         """Neighbours of already resolved queries (`Model.query`)."""
+        return list(self.answer_iter(qs, k, metric=metric, include_query=include_query, cosmul=cosmul))
+
+    def answer_iter(self, qs, k: int = 10, *, metric: str = "cosine", include_query: bool = False,
+                    cosmul: bool = False) -> Iterator[Neighbors]:
+        """`answer`, streamed: each query's Neighbors as soon as its chunk is answered. Errors
+        (a query vector that is not finite, scores that would overflow) come before the first."""
         from embscope.analysis.neighbors import answer
 
         self._check_search(k, metric, cosmul)
         found = answer(self.emb, self.index, qs, k, metric, include_query, cosmul)
-        return [Neighbors(q.text, metric, ids, tuple(self.token(i) for i in ids.tolist()), scores)
-                for q, (ids, scores) in zip(qs, found)]
+        first = next(found, None)  # the checks run before anything is yielded
+        if first is None:
+            return
+        for q, (ids, scores) in zip(qs, itertools.chain([first], found)):
+            yield Neighbors(q.text, metric, ids, tuple(self.token(i) for i in ids.tolist()), scores)
 
     def knn_graph(self, k: int = 10, *, metric: str = "cosine", rows: slice = slice(None)) -> Iterator[KnnBlock]:
         """The k nearest other tokens of every token in `rows`, streamed in blocks."""
@@ -208,12 +262,8 @@ class Model:
         start, stop, step = rows.indices(self.n_tokens)
         if step != 1 or start >= stop:
             raise EmbscopeError(f"rows {start}:{stop}: need a non-empty range of tokens with step 1")
-        for ids, found in knn_blocks(self.index, k, metric, start, stop):
-            nbr = np.full((len(ids), k), -1, dtype=np.int64)
-            scores = np.full((len(ids), k), np.nan, dtype=np.float32)
-            for j, (n, s) in enumerate(found):
-                nbr[j, :len(n)], scores[j, :len(s)] = n, s
-            yield KnnBlock(metric, ids, nbr, scores)
+        for ids, found, scores in knn_blocks(self.index, k, metric, start, stop):
+            yield KnnBlock(metric, ids, found, scores)
 
     def _check_search(self, k: int, metric: str, cosmul: bool) -> None:
         _choice("metric", metric, METRICS)

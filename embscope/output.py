@@ -47,6 +47,30 @@ def text_value(v: Any) -> str:
     return str(v)
 
 
+def text_column(values) -> list[str]:
+    """`text_value` of every cell of a column (a numpy array or a list), column-wise: the fast
+    path of big outputs (one format call per cell, no per-cell type dispatch for arrays)."""
+    if hasattr(values, "dtype"):
+        if values.dtype.kind in "iu":
+            return list(map(str, values.tolist()))
+        if values.dtype.kind == "f":
+            return [format(v, ".6g") for v in values.tolist()]  # nan, inf, -inf as str() gives them
+        values = values.tolist()
+    if all(type(v) is str for v in values):
+        return values if isinstance(values, list) else list(values)
+    return list(map(text_value, values))
+
+
+def json_column(values) -> list[str]:
+    """Each cell of a column as the JSON text `json_text(json_value(v))` gives it."""
+    if hasattr(values, "dtype") and values.dtype.kind in "iu":
+        return list(map(str, values.tolist()))
+    if hasattr(values, "dtype") and values.dtype.kind == "f":
+        return [repr(v) if math.isfinite(v) else "null" for v in values.tolist()]
+    values = values.tolist() if hasattr(values, "dtype") else values
+    return [json_text(json_value(v)) for v in values]
+
+
 def json_text(obj: Any, **kwargs) -> str:
     """json.dumps, readable (ensure_ascii off) yet safe for a terminal (`display.json_safe`)."""
     return json_safe(json.dumps(obj, ensure_ascii=False, **kwargs))
@@ -110,6 +134,11 @@ class Writer:
         for r in rows:
             self.write_values(r)
 
+    def write_columns(self, columns) -> None:
+        """Rows given as columns in column order (numpy arrays or lists of equal length): the
+        same output as `write_rows(zip(*columns))`, faster where the format allows."""
+        self.write_rows(zip(*[c.tolist() if hasattr(c, "tolist") else c for c in columns]))
+
     def close(self) -> None:
         self.stream.flush()
 
@@ -131,6 +160,11 @@ class TsvWriter(Writer):
         """Many rows in one write: the fast path for big outputs (`neighbors --all`)."""
         self.stream.write("".join(["\t".join(map(text_value, r)) + "\n" for r in rows]))
 
+    def write_columns(self, columns) -> None:
+        cells = [text_column(c) for c in columns]
+        if cells and cells[0]:
+            self.stream.write("\n".join(map("\t".join, zip(*cells))) + "\n")
+
 
 class CsvWriter(Writer):
     name = "csv"
@@ -142,6 +176,9 @@ class CsvWriter(Writer):
     def write_values(self, values) -> None:
         self._csv.writerow(list(map(text_value, values)))
 
+    def write_columns(self, columns) -> None:
+        self._csv.writerows(zip(*[text_column(c) for c in columns]))
+
 
 class JsonlWriter(Writer):
     name = "jsonl"
@@ -149,6 +186,13 @@ class JsonlWriter(Writer):
 
     def write_values(self, values) -> None:
         self.stream.write(json_text({c: json_value(v) for c, v in zip(self.columns, values)}) + "\n")
+
+    def write_columns(self, columns) -> None:
+        keys = [json_text(c).replace("%", "%%") for c in self.columns]
+        template = "{" + ", ".join(f"{key}: %s" for key in keys) + "}\n"
+        cells = [json_column(c) for c in columns]
+        if cells and cells[0]:
+            self.stream.write("".join([template % row for row in zip(*cells)]))
 
     def document(self, whole: Any, parts: Iterable[Any]) -> None:
         for part in parts:

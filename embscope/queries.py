@@ -93,7 +93,8 @@ def split_terms(words: list[str]) -> list[tuple[int, str, bool]]:
     return terms
 
 
-def term_ids(emb: Embeddings, text: str, exact: bool) -> list[int]:
+def term_ids(emb: Embeddings, text: str, exact: bool, known: list[int] | None = None) -> list[int]:
+    """The ids of one term: '#id', or the word's tokens (`known`: already tokenized)."""
     m = _ID.fullmatch(text)
     if m:
         digits = m.group(1).lstrip("0") or "0"
@@ -106,7 +107,7 @@ def term_ids(emb: Embeddings, text: str, exact: bool) -> list[int]:
         return [token_id]
     if emb.tokenizer is None:
         raise EmbscopeError(f"'{text}': this model has no tokenizer; query by token id, e.g. '#42'")
-    ids = emb.tokenizer.word_ids(text, exact=exact)
+    ids = emb.tokenizer.word_ids(text, exact=exact) if known is None else known
     if not ids:
         raise UsageError("empty query")
     unk = getattr(emb.tokenizer, "unk_id", None)
@@ -122,6 +123,33 @@ def resolve(emb: Embeddings, words: list[str], exact: bool = False) -> Query:
     split = split_terms(words)
     terms = [Term(sign, text, term_ids(emb, text, exact)) for sign, text, _ in split]
     return Query(" ".join(words), terms, any(side for _, _, side in split))
+
+
+def resolve_lines(emb: Embeddings, lines: list[str], exact: bool = False) -> list[Query | EmbscopeError]:
+    """`resolve` of each line (one query a line), the words of all lines tokenized in one call;
+    a line that cannot be resolved gives its error in its place."""
+    split: list[list[tuple[int, str, bool]] | EmbscopeError] = []
+    for line in lines:
+        try:
+            split.append(split_terms([line]))
+        except EmbscopeError as e:
+            split.append(e)
+    words = [text for terms in split if not isinstance(terms, EmbscopeError) for _, text, _ in terms
+             if not _ID.fullmatch(text)]
+    known = {}
+    if words and emb.tokenizer is not None:
+        words = list(dict.fromkeys(words))
+        known = dict(zip(words, emb.tokenizer.word_ids_many(words, exact)))
+    out: list[Query | EmbscopeError] = []
+    for line, terms in zip(lines, split):
+        try:
+            if isinstance(terms, EmbscopeError):
+                raise terms
+            out.append(Query(line, [Term(sign, text, term_ids(emb, text, exact, known.get(text)))
+                                    for sign, text, _ in terms], any(side for _, _, side in terms)))
+        except EmbscopeError as e:
+            out.append(e)
+    return out
 
 
 def term_vector(emb: Embeddings, term: Term) -> np.ndarray:

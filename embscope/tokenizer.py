@@ -22,6 +22,7 @@ from embscope.native import RustGuard, native_call
 GPT2_SPECIAL = "<|endoftext|>"
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 SPACE_MARK = "\u2581"  # SentencePiece's word-start mark
+BULK_WORDS = 64  # fewer words are encoded one by one (a batch call starts a thread pool)
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +89,31 @@ class Tokenizer:
                 return [spaced]
         return self.encode(word)
 
+    def encode_many(self, texts: list[str]) -> list[list[int]] | None:
+        """`encode` of each text in one call, where the tokenizer has such a call (None: not
+        available, or one of the texts failed; `encode` each to find which)."""
+        return None
+
+    def word_ids_many(self, words: list[str], exact: bool = False) -> list[list[int]]:
+        """`word_ids` of each word; one tokenizer call for all where the tokenizer allows (and
+        there are enough words to be worth its threads)."""
+        if len(words) < BULK_WORDS:
+            return [self.word_ids(w, exact) for w in words]
+        spaced = {} if exact else {w: " " + w for w in words if not w.startswith(" ")}
+        ids = self._encode_all(list(spaced.values()))
+        if ids is None:
+            return [self.word_ids(w, exact) for w in words]
+        single = {w: ids[s] for w, s in spaced.items() if len(ids[s]) == 1 and ids[s][0] != self.unk_id}
+        rest = self._encode_all([w for w in words if w not in single])
+        if rest is None:
+            return [self.word_ids(w, exact) for w in words]
+        return [single[w] if w in single else rest[w] for w in words]
+
+    def _encode_all(self, texts: list[str]) -> dict[str, list[int]] | None:
+        texts = list(dict.fromkeys(texts))
+        encoded = self.encode_many(texts) if texts else []
+        return None if encoded is None else dict(zip(texts, encoded))
+
 
 class HFTokenizer(Tokenizer):
     """A `tokenizers.Tokenizer`."""
@@ -98,6 +124,7 @@ class HFTokenizer(Tokenizer):
         tok.no_padding()
         tok.no_truncation()
         self._tok = RustGuard(tok)  # a Rust panic while encoding becomes an Exception
+        self._id_to_token = tok.id_to_token  # called once per label: without the guard's lookup
         self.kind = kind
         self.source = source
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
@@ -124,12 +151,18 @@ class HFTokenizer(Tokenizer):
             raise EmbscopeError(f"{self.source}: the tokenizer cannot encode its own tokens"
                                 f" ({first_line(e)})") from None
 
+    def encode_many(self, texts: list[str]) -> list[list[int]] | None:
+        try:
+            return self.encode_batch(texts)
+        except EmbscopeError:  # encode() each text says which one fails, and how
+            return None
+
     def special_ids(self) -> frozenset[int]:
         ids = {self._tok.token_to_id(t) for t in self._special} | {self.unk_id}
         return frozenset(i for i in ids if i is not None)
 
     def token_bytes(self, token_id: int) -> bytes:
-        return self._piece_bytes(self._tok.id_to_token(token_id))
+        return self._piece_bytes(self._id_to_token(token_id))
 
     def all_token_bytes(self) -> list[bytes]:
         pieces: list[str | None] = [None] * self.vocab_size

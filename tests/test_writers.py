@@ -43,13 +43,16 @@ def write(fmt: str, rows=ROWS, columns=COLUMNS, title=None, how="values", width=
     elif how == "dicts":
         for r in rows:
             out.write(dict(zip(columns, r)))
+    elif how == "columns":  # numbers as numpy arrays, as `neighbors -` and `--all` give them
+        cols = [list(c) for c in zip(*rows)]
+        out.write_columns([np.array(c) if all(type(v) in (int, float) for v in c) else c for c in cols])
     else:
         out.write_rows(rows)
     out.close()
     return stream.getvalue()
 
 
-@pytest.mark.parametrize("how", ["values", "dicts", "rows"])
+@pytest.mark.parametrize("how", ["values", "dicts", "rows", "columns"])
 @pytest.mark.parametrize("fmt", ["tsv", "csv", "json", "jsonl", "table"])
 def test_every_way_of_writing_a_row_gives_the_same_output(fmt, how):
     assert write(fmt, how=how) == write(fmt, how="values")

@@ -94,9 +94,8 @@ def neighbor_sets(rows: Rows, k: int, advance: Callable[[int], None] | None = No
     0..n-1 among them), -1 where fewer exist (rows holding NaN or Inf get none and are none).
     `advance(m)` is called as each block of m rows is done (a progress bar)."""
     out = np.full((rows.n, k), -1, dtype=np.int64)
-    for ids, found in knn_blocks(rows.index(), k, "cosine", 0, rows.n):
-        for i, (nbr, _) in zip(ids.tolist(), found):
-            out[i, :len(nbr)] = nbr
+    for ids, nbrs, _ in knn_blocks(rows.index(), k, "cosine", 0, rows.n):
+        out[ids] = nbrs  # (b, k)
         if advance is not None:
             advance(len(ids))
     return out

@@ -28,8 +28,22 @@ def _similarity(v: np.ndarray, metric: str) -> np.ndarray:
         return (u @ u.T).astype(np.float32)
     if metric == "dot":
         return (v @ v.T).astype(np.float32)
+    return pairwise_distances(v).astype(np.float32)
+
+
+NEAR = 1e-3  # d^2 below NEAR (|a|^2 + |b|^2): the expansion has lost digits, differences are taken
+
+
+def pairwise_distances(v: np.ndarray) -> np.ndarray:
+    """(n, n) float64 euclidean distances of the rows of v (n, d), exact to float64 rounding:
+    the expansion |a|^2 + |b|^2 - 2 a.b, except where the distance is small against the norms
+    (a row and itself, near-duplicates), where it cancels into noise (2e-08 for a distance of
+    0): those pairs are measured as |a - b| directly."""
     sq = np.einsum("ij,ij->i", v, v)  # (n,)
-    return euclidean(sq, sq, v @ v.T).astype(np.float32)
+    out = euclidean(sq, sq, v @ v.T)
+    i, j = np.nonzero(out * out <= NEAR * (sq[:, None] + sq[None, :]))
+    out[i, j] = np.sqrt(np.einsum("ij,ij->i", v[i] - v[j], v[i] - v[j]))
+    return out
 
 
 def by_offset(matrix: np.ndarray) -> np.ndarray:

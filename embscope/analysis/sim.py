@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embscope.analysis.positions import similarity_matrix
+from embscope.analysis.search import pair_scores
 from embscope.errors import EmbscopeError, ScoreOverflowError
 from embscope.queries import Query, term_vector
 
@@ -25,10 +25,15 @@ def item_vectors(emb, qs: list[Query]) -> np.ndarray:
 
 
 def pairwise(vectors: np.ndarray, metric: str) -> np.ndarray:
-    """(n, n) float32 similarity of the rows of `vectors` (n, d), computed in float64: cosine,
-    dot, or euclidean distance. A score too large for float32 is refused, as neighbors refuses
-    it; rows holding NaN or Inf give NaN."""
-    matrix = similarity_matrix(vectors, metric)  # (n, n)
+    """(n, n) float32 similarity of the rows of `vectors` (n, d), computed in float64 by the
+    routine that scores every pair `neighbors` prints (so the same pair prints the same number):
+    cosine, dot, or euclidean distance. A score too large for float32 is refused, as neighbors
+    refuses it; rows holding NaN or Inf give NaN."""
+    v64 = vectors.astype(np.float64)  # (n, d)
+    matrix = np.empty((len(v64), len(v64)), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(len(v64)):
+            matrix[i] = pair_scores(v64.copy(), np.broadcast_to(v64[i], v64.shape), metric)  # (n,)
     finite_rows = np.isfinite(vectors).all(axis=1)
     if np.isinf(matrix[np.ix_(finite_rows, finite_rows)]).any():
         longest = float(np.linalg.norm(vectors[finite_rows].astype(np.float64), axis=1).max())

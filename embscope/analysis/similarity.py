@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from embscope.analysis.norms import lengths, row_norms
-from embscope.analysis.topk import topk_rows
+from embscope.analysis.norms import row_norms
+from embscope.analysis.search import COARSE, FINE, block_maxima, norms64, padded, search_chunks
 from embscope.errors import EmbscopeError, ScoreOverflowError
 from embscope.io.matrix import Matrix
+from embscope.timing import Stages
 
 METRICS = ("cosine", "dot", "euclidean")
 FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
-QUERY_CHUNK = 512  # queries scored at once: (512, V) float32 scores
-DENSE_BUDGET = 1 << 30  # prepare(): largest float32 copy of the matrix made for many queries
+QUERY_CHUNK = 512  # queries scored at once: (n, 512) float32 scores
+MIN_CHUNK = 16  # the fewest queries per chunk, however small the memory budget
+COPY_MIN_CHUNK = 64  # the prepared copy is kept when it leaves room for chunks of this many queries
+TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores stays in cache for its block maxima
+EXACT_NORMS_SHARE = 8  # from n / 8 queries on (a graph, big batches) all rows' exact norms in one pass;
+# fewer queries compute the norms of their candidates (a row range of a 128k-token model)
+EINSUM_QUERIES = 2  # products of this few queries go through einsum, not BLAS
+TINY_NORM = 2.0 ** -50  # shorter nonzero rows are always scored exactly (float32 unit vectors lose them)
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -28,40 +36,39 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Plan:
+    """How a search of some queries runs: queries per chunk, and the row source of the products."""
+
+    chunk: int  # queries scored at once: a (n_pad, chunk) float32 score buffer
+    prepared: bool  # rows come from the prepared float32 copy (unit rows for cosine)
+
+
+@dataclass
 class Index:
-    """The first `n` rows of a token matrix, ready to be searched."""
+    """The first `n` rows of a token matrix, ready to be searched. `budget`: bytes the prepared
+    copy and the score buffers may take (None: `memory.default_budget()` when first needed)."""
 
     matrix: Matrix  # (V, d)
     n: int  # rows [0, n) are searchable (the rest is vocabulary padding)
+    budget: int | None = None
     _norms: np.ndarray | None = field(default=None, repr=False)
     _inverse: np.ndarray | None = field(default=None, repr=False)
     _bad: np.ndarray | None = field(default=None, repr=False)
-    _dense: tuple[str, np.ndarray] | None = field(default=None, repr=False)  # (metric, (n, d))
-    _scratch: np.ndarray | None = field(default=None, repr=False)  # score buffer, reused
+    _tiny: np.ndarray | None = field(default=None, repr=False)
+    _half: np.ndarray | None = field(default=None, repr=False)
+    exact_norms: np.ndarray | None = field(default=None, repr=False)  # (n,) norms64, made for many queries
+    _dense: tuple[str, np.ndarray] | None = field(default=None, repr=False)  # (metric, (n, d) float32)
+    _scratch: list = field(default_factory=lambda: [None, None], repr=False)  # two score buffers, reused
+    stages: Stages = field(default_factory=Stages, repr=False)  # seconds per stage of the searches
 
-    def prepare(self, metric: str) -> None:
-        """Before many queries: keep the rows as one float32 array (unit rows for cosine), so
-        each chunk of queries is one matrix product with no conversion or scaling pass. Skipped
-        when that copy would exceed DENSE_BUDGET; scoring then stays block by block."""
-        if self.n * self.matrix.shape[1] * 4 > DENSE_BUDGET or self._dense and self._dense[0] == metric:
-            return
-        if metric == "cosine":
-            dense = np.empty((self.n, self.matrix.shape[1]), dtype=np.float32)
-            inverse = self.inverse_norms
-            for start, block in self._blocks():
-                with np.errstate(invalid="ignore"):  # Inf rows (inverse norm 0): NaN, never ranked
-                    np.multiply(block, inverse[start:start + len(block), None], out=dense[start:start + len(block)])
-        elif self.matrix.dtype == "F32":
-            return  # already float32 rows, memory-mapped
-        else:
-            dense = self.matrix.rows(0, self.n)
-        self._dense = (metric, dense)
+    # --- row facts, computed once -------------------------------------------------------------
 
     @property
     def norms(self) -> np.ndarray:
         """L2 norm of each searchable row, float32 (n,); computed once, in blocks."""
         if self._norms is None:
-            self._norms = row_norms(self.matrix, 0, self.n, np.float32)
+            with self.stages("norms"):
+                self._norms = row_norms(self.matrix, 0, self.n, np.float32)
         return self._norms
 
     @property
@@ -79,45 +86,203 @@ class Index:
             self._bad = np.flatnonzero(~np.isfinite(self.norms))
         return self._bad
 
+    def tiny_rows(self) -> np.ndarray:
+        """Ids of nonzero rows shorter than TINY_NORM: float32 unit vectors (and float32 norms,
+        whose squares underflow) lose them, so they are scored exactly for every query."""
+        if self._tiny is None:
+            short = np.flatnonzero(self.norms < TINY_NORM)
+            self._tiny = short[(self.matrix.take(short) != 0).any(axis=1)] if len(short) else short
+        return self._tiny
+
+    @property
+    def max_norm(self) -> float:
+        """Longest finite row, a little more (float32 norms err by far less than 1e-3)."""
+        finite = self.norms[np.isfinite(self.norms)]
+        return float(finite.max()) * (1 + 1e-3) if finite.size else 0.0
+
+    # --- memory ---------------------------------------------------------------------------------
+
+    def memory_budget(self) -> int:
+        if self.budget is None:
+            from embscope.memory import default_budget
+
+            self.budget = default_budget()
+        return self.budget
+
+    def plan(self, n_queries: int, metric: str) -> Plan:
+        """Queries per chunk, and whether to keep a prepared float32 copy of the rows (unit rows
+        for cosine), within the memory budget. Several chunks use two score buffers (one is
+        filled while the other is rescored). The copy is kept when it fits beside buffers for
+        COPY_MIN_CHUNK queries; half-precision rows without it are converted once per chunk, so
+        chunks then grow to what the budget holds."""
+        budget = self.memory_budget()
+        per_query = padded(self.n) * 4 * (FINE + 1) // FINE  # a score column and its block maxima
+        chunk = min(n_queries, QUERY_CHUNK)
+        prepared = bool(self._dense and self._dense[0] == metric)
+        if n_queries <= max(MIN_CHUNK, budget // per_query) and n_queries <= chunk:  # one chunk
+            return Plan(max(1, n_queries), prepared)
+        per_query *= 2  # two buffers
+        if metric == "cosine" and self.exact_norms is None and n_queries * EXACT_NORMS_SHARE >= self.n:
+            with self.stages("norms"):
+                self.exact_norms = self._exact_norms()
+        copy = self.n * self.matrix.shape[1] * 4
+        useful = metric == "cosine" or self.matrix.dtype != "F32"
+        if not prepared and useful and copy + min(chunk, COPY_MIN_CHUNK) * per_query <= budget:
+            with self.stages("prepared copy"):
+                self._prepare(metric)
+            prepared = True
+        room = max(0, budget - copy) if prepared else budget
+        if self.matrix.dtype != "F32" and not prepared:  # each chunk converts every row once
+            chunk = n_queries
+        return Plan(max(MIN_CHUNK, min(chunk, room // per_query)), prepared)
+
+    def _prepare(self, metric: str) -> None:
+        """Keep the rows as one float32 array, unit rows for cosine: each chunk of queries is then
+        one product per tile with no conversion or scaling pass."""
+        dense = np.empty((self.n, self.matrix.shape[1]), dtype=np.float32)
+        inverse = self.inverse_norms if metric == "cosine" else None
+        for start, block in self._blocks():
+            out = dense[start:start + len(block)]
+            if inverse is None:
+                out[...] = block
+            else:
+                with np.errstate(invalid="ignore"):  # Inf rows (inverse norm 0): NaN, never ranked
+                    np.multiply(block, inverse[start:start + len(block), None], out=out)
+        self._dense = (metric, dense)
+
+    def _exact_norms(self) -> np.ndarray:
+        """(n,) float64 `norms64` of every row: each row's bits are those rescoring would compute."""
+        out = np.empty(self.n, dtype=np.float64)
+        for start, block in self._blocks():
+            out[start:start + len(block)] = norms64(block.astype(np.float64))
+        return out
+
     def _blocks(self):
         """(start, float32 rows) over the searchable rows, about 32 MiB at a time."""
         step = self.matrix.block_rows()
         for start in range(0, self.n, step):
             yield start, self.matrix.rows(start, min(self.n, start + step))
 
-    def scores(self, queries: np.ndarray, metric: str) -> np.ndarray:
-        """(q, n) scores, larger is nearer: cosine, dot, or minus the euclidean distance."""
-        q = np.ascontiguousarray(queries, dtype=np.float32)  # (q, d)
+    def buffers(self, chunk: int, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (n_pad, chunk), fine block maxima (n_pad / FINE, chunk)) float32, carved from
+        one of two reused buffers (`slot` 0 or 1: a fresh 100 MB array per chunk costs its page
+        faults every time); padding rows hold -inf. Valid until the next call with that slot."""
+        n_pad = padded(self.n)
+        size = n_pad * chunk + n_pad // FINE * chunk
+        if self._scratch[slot] is None or self._scratch[slot].size < size:
+            self._scratch[slot] = np.empty(size, dtype=np.float32)
+        buf = self._scratch[slot]
+        scores = buf[: n_pad * chunk].reshape(n_pad, chunk)
+        fine = buf[n_pad * chunk: size].reshape(n_pad // FINE, chunk)
+        scores[self.n:] = -np.inf
+        fine[-(-self.n // FINE):] = -np.inf  # blocks of padding rows only
+        return scores, fine
+
+    # --- searching ------------------------------------------------------------------------------
+
+    def check_queries(self, queries: np.ndarray, metric: str) -> np.ndarray:
+        """(q, d) float32 query vectors, refused when they hold NaN or Inf or (dot, euclidean)
+        are long enough to overflow float32 scores."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
         if not np.isfinite(q).all():
             raise EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")
-        if metric == "cosine":
-            q = unit(q)
-        else:
+        if metric != "cosine":
             self._check_range(q, metric)
-        out = self._score_buffer(len(q))
-        unit_rows = False
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, ranked last
-            if self._dense is not None and self._dense[0] == metric:  # prepare()d
-                np.matmul(q, self._dense[1].T, out=out)
-                unit_rows = metric == "cosine"
-            elif self.matrix.dtype == "F32":  # memory-mapped rows: one product, no copy
-                np.matmul(q, self.matrix.raw[: self.n].T, out=out)
-            else:  # convert block by block; fill the norm cache in the same pass
-                fill = self._norms is None
-                norms = np.empty(self.n, dtype=np.float32) if fill else None
-                for start, block in self._blocks():
-                    out[:, start:start + len(block)] = q @ block.T
-                    if fill:
-                        norms[start:start + len(block)] = lengths(block)
-                if fill:
-                    self._norms = norms
-            if metric == "cosine" and not unit_rows:
-                out *= self.inverse_norms
-            elif metric == "euclidean":
-                out = -euclidean(np.einsum("ij,ij->i", queries, queries), self.norms**2, out).astype(np.float32)
+        return q
+
+    def nearest(self, queries: np.ndarray, k: int, metric: str, exclude: list[list[int]] | None = None):
+        """Top-k per query: yields (query index, ids (k,), scores (k,)) in query order, ties to
+        the smaller id. Euclidean scores are distances (positive, ascending)."""
+        q = self.check_queries(queries, metric)
+        plan = self.plan(len(q), metric)
+        starts = range(0, len(q), plan.chunk)
+        chunks = ((q[a:a + plan.chunk], None if exclude is None else exclude[a:a + plan.chunk]) for a in starts)
+        for start, (ids, scores) in zip(starts, search_chunks(self, chunks, k, metric, plan)):
+            for i in range(len(ids)):
+                keep = ids[i] >= 0
+                yield start + i, ids[i][keep], scores[i][keep]
+
+    def products(self, queries: np.ndarray, metric: str, plan: Plan, excluded, scores: np.ndarray,
+                 fine: np.ndarray, stop: threading.Event | None = None) -> None:
+        """float32 selection scores (n_pad, c), larger is nearer (cosine; dot; q.w - |w|^2 / 2 for
+        euclidean), tile by tile, each tile's fine block maxima taken while it is in cache;
+        excluded pairs (rows, cols) and NaN/Inf rows -inf. Returns early once `stop` is set."""
+        qa = unit(queries) if metric == "cosine" else queries  # (c, d)
+        ex_rows, ex_cols = excluded
         bad = self.bad_rows()
-        if len(bad):
-            out[:, bad] = -np.inf  # rows holding NaN or Inf never rank
+        scaled = metric == "cosine" and not plan.prepared
+        clock = self.stages
+        for start, rows in self._tiles(plan):
+            if stop is not None and stop.is_set():
+                return
+            stop_row = start + len(rows)
+            s = scores[start:stop_row]  # (t, c)
+            with clock("products"), np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
+                product(rows, qa, s)
+                if scaled:
+                    s *= self.inverse_norms[start:stop_row, None]
+                elif metric == "euclidean":
+                    s -= self.half_squares[start:stop_row, None]
+            with clock("block maxima"):
+                b0, b1 = np.searchsorted(bad, [start, stop_row])
+                s[bad[b0:b1] - start] = -np.inf
+                e0, e1 = np.searchsorted(ex_rows, [start, stop_row])
+                scores[ex_rows[e0:e1], ex_cols[e0:e1]] = -np.inf
+                block_maxima(scores, fine, start, stop_row)
+
+    def _tiles(self, plan: Plan):
+        """(start, float32 rows (t, d)): tiles of TILE rows of the prepared copy or the float32
+        memory map, or blocks of converted half-precision rows (whole coarse blocks each)."""
+        if plan.prepared:
+            source = self._dense[1]
+        elif self.matrix.dtype == "F32":
+            source = self.matrix.raw
+        else:
+            step = max(COARSE, self.matrix.block_rows() // COARSE * COARSE)
+            for start in range(0, self.n, step):
+                with self.stages("conversion"):
+                    rows = self.matrix.rows(start, min(self.n, start + step))
+                yield start, rows
+            return
+        for start in range(0, self.n, TILE):
+            yield start, source[start:min(self.n, start + TILE)]
+
+    @property
+    def half_squares(self) -> np.ndarray:
+        """|w|^2 / 2 per row, float32 (n,): euclidean selection scores are q.w - |w|^2 / 2."""
+        if self._half is None:
+            with np.errstate(over="ignore"):
+                self._half = (self.norms * self.norms / 2).astype(np.float32)
+        return self._half
+
+    def forced(self, rows, cols, scores, metric):
+        """Add the tiny rows (cosine) as candidates of every query that does not exclude them."""
+        tiny = self.tiny_rows() if metric == "cosine" else ()
+        if not len(tiny):
+            return rows, cols
+        c = scores.shape[1]
+        r = np.repeat(tiny, c)
+        q = np.tile(np.arange(c), len(tiny))
+        keep = scores[r, q] > -np.inf
+        pairs = np.unique(np.stack([np.concatenate([cols, q[keep]]), np.concatenate([rows, r[keep]])]), axis=1)
+        return pairs[1], pairs[0]
+
+    def scores(self, queries: np.ndarray, metric: str) -> np.ndarray:
+        """(q, n) float32 scores, larger is nearer: cosine, dot, or minus the euclidean distance
+        (for 3CosMul, which combines every row's cosines)."""
+        q = self.check_queries(queries, metric)
+        qa = unit(q) if metric == "cosine" else q
+        out = np.empty((len(q), self.n), dtype=np.float32)
+        plan = Plan(len(q), bool(self._dense and self._dense[0] == metric))
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, ranked last
+            for start, rows in self._tiles(plan):
+                s = out[:, start:start + len(rows)]
+                product(rows, qa, s.T)
+                if metric == "cosine" and not plan.prepared:
+                    s *= self.inverse_norms[start:start + len(rows)]
+            if metric == "euclidean":
+                out = -euclidean(np.einsum("ij,ij->i", q, q), self.norms**2, out).astype(np.float32)
+        out[:, self.bad_rows()] = -np.inf  # rows holding NaN or Inf never rank
         return out
 
     def _check_range(self, q: np.ndarray, metric: str) -> None:
@@ -132,29 +297,15 @@ class Index:
         if bound > FLOAT32_SAFE:
             raise ScoreOverflowError(metric, max(longest, q_longest))
 
-    def _score_buffer(self, rows: int) -> np.ndarray:
-        """(rows, n) float32 scores. Chunks of queries reuse one buffer: a fresh 100 MB array
-        per chunk costs its page faults every time. Valid until the next call."""
-        if self._scratch is None or self._scratch.shape[0] < rows:
-            self._scratch = np.empty((max(rows, QUERY_CHUNK if rows > 1 else 1), self.n), dtype=np.float32)
-        return self._scratch[:rows]
 
-    def nearest(self, queries: np.ndarray, k: int, metric: str, exclude: list[list[int]] | None = None):
-        """Top-k per query: yields (query index, ids (k,), scores (k,)) in query order.
-
-        Euclidean scores are returned as distances (positive, ascending)."""
-        for start in range(0, len(queries), QUERY_CHUNK):
-            s = self.scores(queries[start:start + QUERY_CHUNK], metric)
-            if exclude is not None:
-                for i, ids in enumerate(exclude[start:start + QUERY_CHUNK]):
-                    if ids:
-                        s[i, [j for j in ids if j < self.n]] = -np.inf
-            ids, vals = topk_rows(s, k)
-            if metric == "euclidean":
-                vals = -vals
-            for i in range(len(ids)):
-                keep = ids[i] >= 0
-                yield start + i, ids[i][keep], vals[i][keep]
+def product(rows: np.ndarray, queries: np.ndarray, out: np.ndarray) -> None:
+    """out (t, q) = rows (t, d) @ queries (q, d).T in float32. A query or two: einsum, one pass
+    over the rows at memory speed (BLAS's gemv hands the work to its threads and waits for them,
+    5 to 20 times longer on a busy machine); more: BLAS."""
+    if len(queries) <= EINSUM_QUERIES:
+        np.einsum("ij,qj->iq", rows, queries, out=out)
+    else:
+        np.matmul(rows, queries.T, out=out)
 
 
 def euclidean(sq_rows: np.ndarray, sq_cols: np.ndarray, dots: np.ndarray) -> np.ndarray:

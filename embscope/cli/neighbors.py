@@ -30,6 +30,9 @@ def neighbors(
     output: OutputOpt = None,
     format: FormatOpt = None,
     matrix: MatrixOpt = "input",
+    memory_budget: Annotated[Optional[str], typer.Option(
+        "--memory-budget", metavar="SIZE", help="Memory for a prepared float32 copy of the rows and the score"
+        " buffers of many queries: 512M, 4G, 25% (of the available memory). Default: 25%.")] = None,
 ):
     """Nearest tokens to a query in the token embedding space."""
     from embscope.analysis.similarity import METRICS
@@ -47,16 +50,35 @@ def neighbors(
         raise UsageError("--rows goes with --all")
     if not all_tokens and not query:
         raise UsageError("give a query (a word, '#id', or '-' to read queries from stdin)")
+    budget = _budget(memory_budget)
     writer, _ = output_writer(env, output, format)  # a bad -f or -o is a usage error before the model is read
     m = source.load(env, matrix)
+    m.memory_budget = budget
     if top > m.n_tokens:
         raise UsageError(f"--top {top} is more than the model's {m.n_tokens} tokens")
     if all_tokens:
         start, stop = parse_range(rows, m.n_tokens, option="--rows")
         warn_bad_rows(env, m.index.bad_rows(), "left out")
-        return _all(env, m, top, metric, writer, start, stop)
-    if query == ["-"]:
-        return _batch(env, m, top, metric, exact, include_query, cosmul, writer)
+        _all(env, m, top, metric, writer, start, stop)
+    elif query == ["-"]:
+        _batch(env, m, top, metric, exact, include_query, cosmul, writer)
+    else:
+        _single(env, m, query, top, metric, exact, include_query, cosmul, writer)
+    env.debug_note(f"stages: {m.stages.summary()}")
+
+
+def _budget(text: str | None) -> int | None:
+    """--memory-budget in bytes (None: the default share of the available memory)."""
+    from embscope.errors import UsageError
+    from embscope.memory import SizeError, parse_size
+
+    try:
+        return None if text is None else parse_size(text)
+    except SizeError as e:
+        raise UsageError(f"--memory-budget '{text}': {e.problem}") from None
+
+
+def _single(env: Environment, m, query, top, metric, exact, include_query, cosmul, writer):
     q = m.query(query, exact)
     found = m.answer([q], top, metric=metric, include_query=include_query, cosmul=cosmul)[0]  # errors before output
     warn_bad_rows(env, m.index.bad_rows(), "left out")  # after: a query that is a NaN row is one error line
@@ -88,43 +110,65 @@ def side_by_side(q, metric: str, cosmul: bool, include_query: bool) -> str:
 
 
 def _batch(env: Environment, m, top, metric, exact, include_query, cosmul, writer):
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
     from embscope.display import escape
     from embscope.errors import EmbscopeError
 
     lines = stdin_lines(env)
-    qs = []
+    with ThreadPoolExecutor(1) as pool:  # norms and the prepared copy while the queries are tokenized
+        prepared = pool.submit(m.prepare_search, len(lines), metric)
+        with m.stages("tokenisation"):
+            qs = m.queries(lines, exact)
+        prepared.result()
     bad = set(m.index.bad_rows().tolist())
-    for n, line in enumerate(lines, 1):
-        try:
-            q = m.query(line, exact)
-            if bad & set(q.ids):
-                raise EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")
-        except EmbscopeError as e:
-            raise EmbscopeError(f"stdin line {n}: {e}") from None
-        qs.append(q)
+    for n, q in enumerate(qs, 1):
+        if not isinstance(q, EmbscopeError) and bad & set(q.ids):
+            q = EmbscopeError("the query vector holds NaN or Inf (its token rows are not finite)")
+        if isinstance(q, EmbscopeError):
+            raise EmbscopeError(f"stdin line {n}: {q}") from None
     if not qs:
         raise EmbscopeError("no queries on stdin")
-    answers = m.answer(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)  # errors before output
+    answers = m.answer_iter(qs, top, metric=metric, include_query=include_query, cosmul=cosmul)
+    first = next(answers)  # errors before output
     warn_bad_rows(env, m.index.bad_rows(), "left out")
     out = writer.start(["query", "rank", "id", "token", "score"], title=f"neighbors ({metric})")
-    for q, found in zip(qs, answers):
-        text = escape(q.text.encode())  # a line from stdin may hold ESC or bidi controls
-        out.write_rows([(text, rank, i, t, s) for rank, (i, t, s)
-                        in enumerate(zip(found.ids.tolist(), found.tokens, found.scores.tolist()), 1)])
+    answers = itertools.chain([first], answers)
+    for part in range(0, len(qs), 512):  # the rows of 512 queries at a time, as they are answered
+        chunk = list(itertools.islice(answers, 512))
+        with m.stages("output"):
+            texts = [escape(q.text.encode()) for q in qs[part:part + 512]]  # a line may hold ESC or bidi controls
+            counts = [len(a) for a in chunk]
+            out.write_columns([
+                [t for t, c in zip(texts, counts) for _ in range(c)],
+                np.concatenate([np.arange(1, c + 1) for c in counts]),
+                np.concatenate([a.ids for a in chunk]),
+                [t for a in chunk for t in a.tokens],
+                np.concatenate([a.scores for a in chunk]),
+            ])
     out.close()
 
 
 def _all(env: Environment, m, top, metric, writer, first, last):
     """Every token's (in [first, last)) k nearest tokens, streamed block by block."""
+    import numpy as np
+
     out = writer.start(["id", "token", "rank", "neighbor_id", "neighbor", "score"])
-    labels = [m.token(i) for i in range(m.n_tokens)]
+    labels = None
     total = last - first - sum(first <= i < last for i in m.index.bad_rows().tolist())  # NaN/Inf rows: left out
     with env.progress(total, "k-NN graph", streaming=out.name != "table") as advance:  # a table prints at the end
         for block in m.knn_graph(top, metric=metric, rows=slice(first, last)):
-            rows = []
-            for i, nbrs, scores in zip(block.ids.tolist(), block.neighbor_ids.tolist(), block.scores.tolist()):
-                rows += [(i, labels[i], rank, n, labels[n], s)
-                         for rank, (n, s) in enumerate(zip(nbrs, scores), 1) if n >= 0]
-            out.write_rows(rows)
+            if labels is None:  # made while the worker computes the second chunk
+                with m.stages("labels"):
+                    labels = np.array(m.labels(), dtype=object)  # (n,) printable token texts
+            with m.stages("output"):
+                found = block.neighbor_ids >= 0  # (b, k)
+                ids = np.broadcast_to(block.ids[:, None], found.shape)[found]
+                nbrs = block.neighbor_ids[found]
+                out.write_columns([ids, labels[ids].tolist(), np.nonzero(found)[1] + 1, nbrs, labels[nbrs].tolist(),
+                                   block.scores[found]])
             advance(len(block.ids))
     out.close()

@@ -1,0 +1,286 @@
+"""Exact top-k: float32 matrix products choose candidates, float64 arithmetic decides.
+
+Every neighbour score embscope prints is computed by `exact_scores`: in float64 from the stored
+rows, one (query, row) pair at a time and in a fixed order, then rounded to float32 once. So
+the same question gets the same number on every path (one query, a batch, the k-NN graph, a
+range of its rows), and that number is the brute-force float64 answer rounded to float32.
+
+The float32 products (BLAS, whose rounding depends on the shapes it is given) only choose which
+pairs to score exactly. Their error has a proven bound (`error_bound`), so every row whose
+float32 score is within twice that bound of the k-th best is rescored, and no true neighbour is
+lost. Scores are laid out transposed, one row per token and one column per query (n, q), so
+the maxima of blocks of FINE rows are elementwise maxima of contiguous rows, taken while a tile
+of rows is still in cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+FINE = 16  # rows per fine block: candidates are read a fine block at a time
+COARSE = 128  # rows per coarse block (8 fine blocks): the k-th largest coarse maximum bounds the k-th score
+RESCORE_BATCH = 256  # (query, row) pairs rescored at once: their (256, d) float64 rows stay in cache
+ROUND = 16  # a query's candidates scored together; a query with more has them in further rounds
+UNIT_ROUNDOFF = 2.0 ** -24  # float32
+
+
+def padded(n: int) -> int:
+    """Rows of a score buffer for n tokens: whole coarse blocks (the padding rows hold -inf)."""
+    return -(-n // COARSE) * COARSE
+
+
+def error_bound(metric: str, d: int, q_norms: np.ndarray, max_norm: float) -> np.ndarray:
+    """(q,) float64: more than the largest difference between a float32 selection score and
+    its exact value, for queries of these norms against rows no longer than `max_norm`.
+
+    A float32 dot product of length d, summed in any order, errs by at most gamma_d * sum|x_i y_i|
+    <= gamma_d |x| |y| with gamma_d = d u / (1 - d u) (Higham, Accuracy and Stability of
+    Numerical Algorithms, 3.1). Cosine scales both sides to unit length first (errs by
+    gamma_d / 2 + 3u each), euclidean selects by q.w - |w|^2 / 2 (the |w|^2 of a float32 norm errs
+    by gamma_d + 3u). The bounds are multiplied by 1.5 and underflow is allowed for. Ranks go by
+    exact scores rounded to float32, so a neighbour may also lie one float32 spacing below the
+    k-th: 2u for cosine, 2u |q| |w| for dot, 2u (|q| + |w|)^2 for the euclidean q.w - |w|^2 / 2."""
+    u = UNIT_ROUNDOFF
+    gamma = d * u / (1 - d * u) if d * u < 0.5 else np.inf
+    tiny = d * 2.0 ** -148  # subnormal products
+    q_norms = np.asarray(q_norms, dtype=np.float64)
+    if metric == "cosine":
+        e = np.full(len(q_norms), 2 * gamma + 8 * u)
+    elif metric == "dot":
+        e = (gamma + 2 * u) * q_norms * max_norm
+    else:
+        e = (gamma + 4 * u) * (q_norms * max_norm + max_norm * max_norm / 2) + u * (q_norms + max_norm) ** 2
+    return 1.5 * e + tiny
+
+
+def norms64(x: np.ndarray) -> np.ndarray:
+    """(r,) float64 lengths of float64 rows (r, d), each summed alone in a fixed order."""
+    return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+
+def exact_scores(take: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, q_norms: np.ndarray,
+                 rows: np.ndarray, cols: np.ndarray, metric: str, row_norms: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """(P,) float64 `pair_scores` of each pair (query cols[p], token rows[p]). `take(ids)` gives
+    float32 token rows (len(ids), d); `queries` is (q, d) float64 and `q_norms` their `norms64`;
+    `row_norms`, when given, the `norms64` of every token row. A query's candidates are scored
+    together, ROUND at a time, against the query's one row (a grid (queries, ROUND) of rows)."""
+    out = np.empty(len(rows), dtype=np.float64)
+    if not len(rows):
+        return out
+    order = np.argsort(cols, kind="stable")  # pairs by query
+    by_query = cols[order]
+    rank = np.arange(len(rows)) - np.searchsorted(by_query, by_query)  # (P,) place among its query's
+    for lo in range(0, int(rank.max()) + 1, ROUND):
+        here = (rank >= lo) & (rank < lo + ROUND)
+        pairs, slot = order[here], rank[here] - lo
+        qs, at = np.unique(by_query[here], return_inverse=True)  # the queries of this round
+        grid = np.full((len(qs), int(slot.max()) + 1), rows[pairs[0]])  # (u, K); spare cells: any row
+        grid[at, slot] = rows[pairs]
+        out[pairs] = _grid_scores(take, queries, q_norms, qs, grid, metric, row_norms)[at, slot]
+    return out
+
+
+def _grid_scores(take, queries, q_norms, qs, grid, metric, row_norms) -> np.ndarray:
+    """(u, K) float64 scores of the rows grid[i] (u, K) against query qs[i], a batch of queries
+    at a time. Each score is `pair_scores` of its pair: einsum sums a row alone, as there."""
+    u, width = grid.shape
+    out = np.empty((u, width), dtype=np.float64)
+    step = max(1, RESCORE_BATCH // width)
+    buf = np.empty((min(u, step), width, queries.shape[1]), dtype=np.float64)
+    for a in range(0, u, step):
+        g, q_ids = grid[a:a + step], qs[a:a + step]
+        w = buf[:len(g)]  # (b, K, d)
+        w[...] = take(g.ravel()).reshape(w.shape)
+        q = queries[q_ids]  # (b, d)
+        if metric == "euclidean":
+            diff = np.subtract(q[:, None, :], w, out=w)
+            out[a:a + step] = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff))
+            continue
+        dot = np.einsum("qkd,qd->qk", w, q)  # (b, K)
+        if metric == "dot":
+            out[a:a + step] = dot
+            continue
+        w_norms = np.sqrt(np.einsum("qkd,qkd->qk", w, w)) if row_norms is None else row_norms[g]
+        scale = w_norms * q_norms[q_ids][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[a:a + step] = np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
+    return out
+
+
+def pair_scores(w: np.ndarray, q: np.ndarray, metric: str, w_norms: np.ndarray | None = None,
+                q_norms: np.ndarray | None = None) -> np.ndarray:
+    """(b,) float64 score of each pair of rows of w and q (b, d) float64: cosine, dot, or the
+    euclidean distance (w is overwritten). The value depends only on the two vectors (not on
+    their order: products and the difference's squares commute), each row summed alone by
+    einsum in an order fixed by d: every path that scores a pair gets the same bits.
+    `w_norms`, `q_norms`: their `norms64`, when known."""
+    if metric == "euclidean":
+        return norms64(np.subtract(q, w, out=w))
+    dot = np.einsum("ij,ij->i", w, q)  # (b,)
+    if metric == "dot":
+        return dot
+    scale = (norms64(w) if w_norms is None else w_norms) * (norms64(q) if q_norms is None else q_norms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
+
+
+def block_maxima(scores: np.ndarray, fine: np.ndarray, start: int, stop: int) -> None:
+    """fine[b] = max of score rows [FINE b, FINE b + FINE) for the blocks covering rows
+    [start, stop) of `scores` (n_pad, q); `start` is a multiple of FINE."""
+    a, b = start // FINE, -(-stop // FINE)
+    np.max(scores[a * FINE:b * FINE].reshape(b - a, FINE, -1), axis=1, out=fine[a:b])
+
+
+def coarse_maxima(fine: np.ndarray) -> np.ndarray:
+    """(n_pad / COARSE, q) maxima of coarse blocks from the fine ones (n_pad / FINE, q)."""
+    return fine.reshape(-1, COARSE // FINE, fine.shape[1]).max(axis=1)
+
+
+def threshold(fine: np.ndarray, coarse: np.ndarray, k: int, margin: np.ndarray) -> np.ndarray:
+    """(q,) float64 lower bound of the float32 score a true top-k row can have: at least k
+    scores reach the k-th largest block maximum, so the k-th best float32 score does, and a
+    true neighbour's float32 score is at most 2 margins below that."""
+    for level in (coarse, fine):  # (nb, q)
+        nb = len(level)
+        if k <= nb:
+            kth = np.partition(np.ascontiguousarray(level.T), nb - k, axis=1)[:, nb - k]  # (q,)
+            return kth.astype(np.float64) - 2 * margin
+    return np.full(fine.shape[1], -np.inf)
+
+
+def candidates(scores: np.ndarray, fine: np.ndarray, coarse: np.ndarray, theta: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (P,), cols (P,)): every finite entry of `scores` (n_pad, q) at or above its column's
+    `theta`, found through the blocks whose maximum reaches it: coarse, then fine, then rows."""
+    q = scores.shape[1]
+    per = COARSE // FINE
+    cb, cq = np.nonzero(_reaches(coarse, theta))  # (P,) coarse block, query
+    fb = (cb * per)[:, None] + np.arange(per)  # (P, per) its fine blocks
+    keep = _reaches(fine.ravel()[fb * q + cq[:, None]], theta[cq][:, None])
+    fb, fq = fb[keep], np.broadcast_to(cq[:, None], fb.shape)[keep]
+    rows = (fb * FINE)[:, None] + np.arange(FINE)  # (P', FINE)
+    keep = _reaches(scores.ravel()[rows * q + fq[:, None]], theta[fq][:, None])
+    return rows[keep], np.broadcast_to(fq[:, None], rows.shape)[keep]
+
+
+def _reaches(values: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """values >= theta, never for -inf (excluded entries, padding, NaN/Inf rows)."""
+    with np.errstate(invalid="ignore"):
+        return (values >= theta) & (values > -np.inf)
+
+
+def top_k(rows: np.ndarray, cols: np.ndarray, exact: np.ndarray, q: int, k: int, ascending: bool
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best candidates of each of q queries by exact score rounded to float32, the number
+    printed (largest first, or smallest with `ascending`), equal scores to the smaller id:
+    (ids (q, k) int64, scores (q, k) float32); a query with fewer candidates ends in id -1,
+    score NaN. (Ranking the float64 values instead would order pairs by their last bits, which
+    depend on the order of a sum.)"""
+    score = exact.astype(np.float32)
+    order = np.lexsort((rows, score if ascending else -score, cols))
+    rows, cols, score = rows[order], cols[order], score[order]
+    first = np.searchsorted(cols, np.arange(q))  # (q,) where each query's candidates start
+    rank = np.arange(len(cols)) - first[cols]
+    keep = rank < k
+    ids = np.full((q, k), -1, dtype=np.int64)
+    scores = np.full((q, k), np.nan, dtype=np.float32)
+    ids[cols[keep], rank[keep]] = rows[keep]
+    scores[cols[keep], rank[keep]] = score[keep]
+    return ids, scores
+
+
+def exclusion_pairs(exclude: Iterable[Iterable[int]] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) sorted by row: token `rows[p]` is left out for query `cols[p]`."""
+    pairs = [(int(r), c) for c, ids in enumerate(exclude or ()) for r in ids if 0 <= int(r) < n]
+    if not pairs:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    a = np.array(sorted(pairs), dtype=np.int64)
+    return a[:, 0], a[:, 1]
+
+
+def refine(rows, cols, scores, theta, margin, k, q):
+    """Keep the candidates within 2 margins of their query's k-th best float32 score (the
+    threshold from block maxima can be far below it when neighbours share blocks)."""
+    vals = scores.ravel()[rows * scores.shape[1] + cols]
+    order = np.lexsort((-vals, cols))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    first = np.searchsorted(cols, np.arange(q))
+    count = np.diff(np.append(first, len(cols)))
+    kth = np.where(count >= k, vals[np.minimum(first + k - 1, len(vals) - 1)], -np.inf)
+    bound = np.maximum(theta, kth.astype(np.float64) - 2 * margin)
+    keep = vals >= bound[cols]
+    return rows[keep], cols[keep]
+
+
+@dataclass
+class Chunk:
+    """A chunk of queries after its float32 products: what rescoring needs."""
+
+    queries: np.ndarray  # (c, d) float32
+    q64: np.ndarray  # (c, d) float64
+    q_norms: np.ndarray  # (c,) norms64
+    margin: np.ndarray  # (c,) error_bound
+    scores: np.ndarray  # (n_pad, c) float32 selection scores
+    fine: np.ndarray  # (n_pad / FINE, c) their fine block maxima
+
+
+def run_products(index, queries: np.ndarray, exclude, metric: str, plan, slot: int,
+                 stop: threading.Event | None = None) -> Chunk:
+    """The float32 stage of a chunk of checked queries (c, d): products and block maxima."""
+    q64 = queries.astype(np.float64)
+    q_norms = norms64(q64)
+    margin = error_bound(metric, queries.shape[1], q_norms, index.max_norm)
+    scores, fine = index.buffers(len(queries), slot)
+    index.products(queries, metric, plan, exclusion_pairs(exclude, index.n), scores, fine, stop)
+    return Chunk(queries, q64, q_norms, margin, scores, fine)
+
+
+def finish(index, chunk: Chunk, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The exact stage: candidates from the block maxima, float64 rescoring, ranking."""
+    clock, c = index.stages, len(chunk.queries)
+    with clock("selection"):
+        coarse = coarse_maxima(chunk.fine)
+        theta = threshold(chunk.fine, coarse, k, chunk.margin)
+        rows, cols = candidates(chunk.scores, chunk.fine, coarse, theta)
+        rows, cols = index.forced(rows, cols, chunk.scores, metric)
+        if len(rows) > 2 * k * c:  # neighbours crowded in few blocks: the k-th candidate bounds better
+            rows, cols = refine(rows, cols, chunk.scores, theta, chunk.margin, k, c)
+    with clock("rescoring"):
+        exact = exact_scores(index.matrix.take, chunk.q64, chunk.q_norms, rows, cols, metric, index.exact_norms)
+    with clock("ranking"):
+        return top_k(rows, cols, exact, c, k, ascending=metric == "euclidean")
+
+
+def search_chunks(index, chunks: Iterable[tuple[np.ndarray, list | None]], k: int, metric: str, plan
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids (c, k) int64, scores (c, k) float32) of each chunk of (checked queries (c, d),
+    left-out ids per query), in order; id -1 and score NaN past the last neighbour. With more
+    than one chunk, the float32 products of the next chunk run in a worker thread (BLAS and the
+    block maxima release the GIL) while this one is rescored and its results used."""
+    chunks = iter(chunks)
+    first = next(chunks, None)
+    second = next(chunks, None)
+    if first is None:
+        return
+    if second is None:
+        yield finish(index, run_products(index, *first, metric, plan, 0), k, metric)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="embscope-products") as pool:
+        try:
+            job = pool.submit(run_products, index, *first, metric, plan, 0, stop)
+            pending, slot = second, 1
+            while job is not None:
+                done = job.result()
+                job = pool.submit(run_products, index, *pending, metric, plan, slot, stop) if pending else None
+                pending, slot = next(chunks, None), 1 - slot
+                yield finish(index, done, k, metric)
+        finally:
+            stop.set()  # a consumer that stops early (or Ctrl-C) waits for one tile, not a chunk

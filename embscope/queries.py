@@ -139,7 +139,10 @@ def resolve_lines(emb: Embeddings, lines: list[str], exact: bool = False) -> lis
     known = {}
     if words and emb.tokenizer is not None:
         words = list(dict.fromkeys(words))
-        known = dict(zip(words, emb.tokenizer.word_ids_many(words, exact)))
+        try:
+            known = dict(zip(words, emb.tokenizer.word_ids_many(words, exact)))
+        except EmbscopeError:  # each line tokenized on its own below says which line fails
+            known = {}
     out: list[Query | EmbscopeError] = []
     for line, terms in zip(lines, split):
         try:

@@ -298,6 +298,6 @@ def test_sim_is_the_number_neighbors_prints(model):
     for metric in METRICS:
         found = m.neighbors("king", 5, metric=metric)
         for i, s in zip(found.ids.tolist(), found.scores.tolist()):
-            assert m.sim("king", f"#{i}", metric=metric) == s
-            assert m.sim(f"#{i}", "king", metric=metric) == s
-    assert m.sim("king", "king", metric="euclidean") == 0.0
+            assert m.sim("king", f"#{i}", metric=metric).score == s
+            assert m.sim(f"#{i}", "king", metric=metric).score == s
+    assert m.sim("king", "king", metric="euclidean").score == 0.0

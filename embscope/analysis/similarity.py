@@ -1,4 +1,6 @@
-"""Scoring query vectors against every token embedding, in blocks, with cached row norms."""
+"""The searchable rows of a token matrix: their norms and other facts (computed once), the memory
+plan of a search (chunk size, prepared copy), and the float32 products of a tile of rows. The
+search itself (candidates, exact rescoring) is in `search` and `pipeline`."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from embscope.analysis.search import search_chunks
+from embscope.analysis.pipeline import search_chunks
 from embscope.analysis.similarity import Index, analogy_vector, cosmul_scores
 from embscope.analysis.topk import topk_rows
 from embscope.queries import Query, term_vector

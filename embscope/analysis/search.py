@@ -15,9 +15,7 @@ of rows is still in cache.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -215,72 +213,3 @@ def refine(rows, cols, scores, theta, margin, k, q):
     bound = np.maximum(theta, kth.astype(np.float64) - 2 * margin)
     keep = vals >= bound[cols]
     return rows[keep], cols[keep]
-
-
-@dataclass
-class Chunk:
-    """A chunk of queries after its float32 products: what rescoring needs."""
-
-    queries: np.ndarray  # (c, d) float32
-    q64: np.ndarray  # (c, d) float64
-    q_norms: np.ndarray  # (c,) norms64
-    margin: np.ndarray  # (c,) error_bound
-    scores: np.ndarray  # (n_pad, c) float32 selection scores
-    fine: np.ndarray  # (n_pad / FINE, c) their fine block maxima
-
-
-def run_products(index, queries: np.ndarray, exclude, metric: str, plan, slot: int,
-                 stop: threading.Event | None = None) -> Chunk:
-    """The float32 stage of a chunk of checked queries (c, d): products and block maxima."""
-    q64 = queries.astype(np.float64)
-    q_norms = norms64(q64)
-    margin = error_bound(metric, queries.shape[1], q_norms, index.max_norm)
-    scores, fine = index.buffers(len(queries), slot)
-    index.products(queries, metric, plan, exclusion_pairs(exclude, index.n), scores, fine, stop)
-    return Chunk(queries, q64, q_norms, margin, scores, fine)
-
-
-def finish(index, chunk: Chunk, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """The exact stage: candidates from the block maxima, float64 rescoring, ranking."""
-    clock, c = index.stages, len(chunk.queries)
-    with clock("selection"):
-        coarse = coarse_maxima(chunk.fine)
-        theta = threshold(chunk.fine, coarse, k, chunk.margin)
-        rows, cols = candidates(chunk.scores, chunk.fine, coarse, theta)
-        rows, cols = index.forced(rows, cols, chunk.scores, metric)
-        if len(rows) > 2 * k * c:  # neighbours crowded in few blocks: the k-th candidate bounds better
-            rows, cols = refine(rows, cols, chunk.scores, theta, chunk.margin, k, c)
-    with clock("rescoring"):
-        exact = exact_scores(index.matrix.take, chunk.q64, chunk.q_norms, rows, cols, metric, index.exact_norms)
-    with clock("ranking"):
-        return top_k(rows, cols, exact, c, k, ascending=metric == "euclidean")
-
-
-def search_chunks(index, chunks: Iterable[tuple[np.ndarray, list | None]], k: int, metric: str, plan
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids (c, k) int64, scores (c, k) float32) of each chunk of (checked queries (c, d),
-    left-out ids per query), in order; id -1 and score NaN past the last neighbour. With more
-    than one chunk, the float32 products of the next chunk run in a worker thread (BLAS and the
-    block maxima release the GIL) while this one is rescored and its results used."""
-    chunks = iter(chunks)
-    first = next(chunks, None)
-    second = next(chunks, None)
-    if first is None:
-        return
-    if second is None:
-        yield finish(index, run_products(index, *first, metric, plan, 0), k, metric)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    stop = threading.Event()
-    with ThreadPoolExecutor(1, thread_name_prefix="embscope-products") as pool:
-        try:
-            job = pool.submit(run_products, index, *first, metric, plan, 0, stop)
-            pending, slot = second, 1
-            while job is not None:
-                done = job.result()
-                job = pool.submit(run_products, index, *pending, metric, plan, slot, stop) if pending else None
-                pending, slot = next(chunks, None), 1 - slot
-                yield finish(index, done, k, metric)
-        finally:
-            stop.set()  # a consumer that stops early (or Ctrl-C) waits for one tile, not a chunk

@@ -1,14 +1,16 @@
-"""Scoring query vectors against every token embedding, in blocks, with cached row norms."""
+"""The searchable rows of a token matrix: their norms and other facts (computed once), the memory
+plan of a search (chunk size, prepared copy), and the float32 products of a tile of rows. The
+search itself (candidates, exact rescoring) is in `search` and `pipeline`."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from embscope.analysis.norms import row_norms
-from embscope.analysis.search import COARSE, FINE, block_maxima, norms64, padded, search_chunks
+from embscope.analysis.pipeline import search_chunks
+from embscope.analysis.search import COARSE, FINE, block_maxima, norms64, padded
 from embscope.errors import EmbscopeError, ScoreOverflowError
 from embscope.io.matrix import Matrix
 from embscope.timing import Stages
@@ -202,50 +204,57 @@ class Index:
                 keep = ids[i] >= 0
                 yield start + i, ids[i][keep], scores[i][keep]
 
-    def products(self, queries: np.ndarray, metric: str, plan: Plan, excluded, scores: np.ndarray,
-                 fine: np.ndarray, stop: threading.Event | None = None) -> None:
-        """float32 selection scores (n_pad, c), larger is nearer (cosine; dot; q.w - |w|^2 / 2 for
-        euclidean), tile by tile, each tile's fine block maxima taken while it is in cache;
-        excluded pairs (rows, cols) and NaN/Inf rows -inf. Returns early once `stop` is set."""
-        qa = unit(queries) if metric == "cosine" else queries  # (c, d)
-        ex_rows, ex_cols = excluded
-        bad = self.bad_rows()
-        scaled = metric == "cosine" and not plan.prepared
-        clock = self.stages
-        for start, rows in self._tiles(plan):
-            if stop is not None and stop.is_set():
-                return
-            stop_row = start + len(rows)
-            s = scores[start:stop_row]  # (t, c)
-            with clock("products"), np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
-                product(rows, qa, s)
-                if scaled:
-                    s *= self.inverse_norms[start:stop_row, None]
-                elif metric == "euclidean":
-                    s -= self.half_squares[start:stop_row, None]
-            with clock("block maxima"):
-                b0, b1 = np.searchsorted(bad, [start, stop_row])
-                s[bad[b0:b1] - start] = -np.inf
-                e0, e1 = np.searchsorted(ex_rows, [start, stop_row])
-                scores[ex_rows[e0:e1], ex_cols[e0:e1]] = -np.inf
-                block_maxima(scores, fine, start, stop_row)
-
-    def _tiles(self, plan: Plan):
-        """(start, float32 rows (t, d)): tiles of TILE rows of the prepared copy or the float32
-        memory map, or blocks of converted half-precision rows (whole coarse blocks each)."""
-        if plan.prepared:
-            source = self._dense[1]
-        elif self.matrix.dtype == "F32":
-            source = self.matrix.raw
+    def tiles(self, plan: Plan, workers: int = 1) -> list[tuple[int, int]]:
+        """Row ranges [start, stop) the products go by: whole coarse blocks, at most TILE rows (a
+        (TILE, 512) float32 tile of scores stays in cache for its block maxima) and at least four
+        per worker; converted half-precision blocks of about 32 MiB when there is no copy."""
+        if plan.prepared or self.matrix.dtype == "F32":
+            step = min(TILE, max(COARSE, padded(-(-self.n // (4 * workers)))))
         else:
             step = max(COARSE, self.matrix.block_rows() // COARSE * COARSE)
-            for start in range(0, self.n, step):
-                with self.stages("conversion"):
-                    rows = self.matrix.rows(start, min(self.n, start + step))
-                yield start, rows
-            return
-        for start in range(0, self.n, TILE):
-            yield start, source[start:min(self.n, start + TILE)]
+        return [(a, min(self.n, a + step)) for a in range(0, self.n, step)]
+
+    def tile_rows(self, plan: Plan, start: int, stop: int) -> np.ndarray:
+        """float32 rows [start, stop) (t, d): of the prepared copy, the float32 memory map, or
+        converted from half precision."""
+        if plan.prepared:
+            return self._dense[1][start:stop]
+        if self.matrix.dtype == "F32":
+            return self.matrix.raw[start:stop]
+        with self.stages("conversion"):
+            return self.matrix.rows(start, stop)
+
+    def ready(self, metric: str, plan: Plan) -> None:
+        """Compute now the row facts the products of a tile read (workers then only read them)."""
+        self.bad_rows()
+        if metric == "cosine" and not plan.prepared:
+            self.inverse_norms
+        elif metric == "euclidean":
+            self.half_squares
+
+    def product_tile(self, start: int, stop: int, queries: np.ndarray, metric: str, plan: Plan, excluded,
+                     scores: np.ndarray, fine: np.ndarray) -> None:
+        """float32 selection scores of rows [start, stop) against `queries` (c, d) (unit rows for
+        cosine) into scores[start:stop] (n_pad, c), larger is nearer (cosine; dot; q.w - |w|^2 / 2
+        for euclidean), and their fine block maxima while they are in cache; excluded pairs
+        (rows, cols) and NaN/Inf rows -inf. Tiles write disjoint rows: workers may run them at once."""
+        rows = self.tile_rows(plan, start, stop)
+        s = scores[start:stop]  # (t, c)
+        clock = self.stages
+        with clock("products"), np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
+            product(rows, queries, s)
+            if metric == "cosine" and not plan.prepared:
+                s *= self.inverse_norms[start:stop, None]
+            elif metric == "euclidean":
+                s -= self.half_squares[start:stop, None]
+        with clock("block maxima"):
+            bad = self.bad_rows()
+            b0, b1 = np.searchsorted(bad, [start, stop])
+            s[bad[b0:b1] - start] = -np.inf
+            ex_rows, ex_cols = excluded
+            e0, e1 = np.searchsorted(ex_rows, [start, stop])
+            scores[ex_rows[e0:e1], ex_cols[e0:e1]] = -np.inf
+            block_maxima(scores, fine, start, stop)
 
     @property
     def half_squares(self) -> np.ndarray:
@@ -275,11 +284,11 @@ class Index:
         out = np.empty((len(q), self.n), dtype=np.float32)
         plan = Plan(len(q), bool(self._dense and self._dense[0] == metric))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: reported, ranked last
-            for start, rows in self._tiles(plan):
-                s = out[:, start:start + len(rows)]
-                product(rows, qa, s.T)
+            for start, stop in self.tiles(plan):
+                s = out[:, start:stop]
+                product(self.tile_rows(plan, start, stop), qa, s.T)
                 if metric == "cosine" and not plan.prepared:
-                    s *= self.inverse_norms[start:start + len(rows)]
+                    s *= self.inverse_norms[start:stop]
             if metric == "euclidean":
                 out = -euclidean(np.einsum("ij,ij->i", q, q), self.norms**2, out).astype(np.float32)
         out[:, self.bad_rows()] = -np.inf  # rows holding NaN or Inf never rank

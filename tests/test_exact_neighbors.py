@@ -243,13 +243,48 @@ def test_a_row_too_short_for_float32_norms_is_still_found(tmp_path, capsys):
     assert rows[0]["score"] == float(np.float32(exact_cosine(wte[4], wte[600])))
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_small_tiles_keep_every_neighbour_for_any_k(tmp_path, monkeypatch, metric):
+    """Each worker keeps a tile's candidates by the tile's own threshold: the k-th largest of its
+    coarse block maxima, of its fine ones when it has fewer than k coarse blocks, of its entries
+    when fewer than k fine blocks, none when fewer than k rows. Tiles of 1024 rows and k = 3, 12,
+    100, 1500 take each branch; neighbours crowd into few blocks (clusters of 20 rows), a row is
+    too short for float32 norms, another holds NaN; two chunks run on the workers."""
+    import embscope
+    import embscope.analysis.similarity as similarity
+
+    monkeypatch.setattr(similarity, "TILE", 1024)
+    monkeypatch.setattr(similarity, "SCORE_TILE", 1024 * 64 * 4)
+    monkeypatch.setattr(similarity, "QUERY_CHUNK", 64)
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((150, 16)).astype(np.float32)
+    wte = (np.repeat(centers, 20, axis=0) + 0.05 * rng.standard_normal((3000, 16))).astype(np.float32)
+    wte[2500] = wte[40] * np.float32(1e-30)
+    wte[2700, 3] = np.nan
+    m = embscope.load(str(_save(tmp_path, wte)))
+    ids = rng.choice(2500, 100, replace=False)
+    ids[0] = 40
+    for k in (3, 12, 100, 1500):
+        found = m.neighbors_many([f"#{i}" for i in ids], k, metric=metric)
+        w = wte.copy()
+        w[2700] = 0  # the NaN row ranks nowhere: scored as a far-away row, then left out below
+        with np.errstate(invalid="ignore"):  # the zero row's cosine 0/0, left out
+            ref_ids, ref_scores = reference(w, wte[ids], metric, k + 1, [[int(i), 2700] for i in ids])
+        for n, f in enumerate(found):
+            assert f.ids.tolist() == ref_ids[n][:k].tolist(), (k, n)
+            assert f.scores.tolist() == ref_scores[n][:k].astype(np.float32).tolist(), (k, n)
+    assert found[0].ids[0] == 2500 or metric != "cosine"  # the short row along row 40: cosine 1
+
+
 def test_a_bf16_row_range_converts_each_block_once_per_chunk(tmp_path, monkeypatch):
     """Without room for the float32 copy, half-precision rows are converted block by block for
-    each chunk of queries; the chunk then holds as many queries as the budget's score buffers
-    do (here all 1000 of the range, not 512), so every block is converted once."""
+    each chunk of queries; the chunk then holds as many queries as the budget's buffers hold
+    (here all 1000 of the range, not 512), so every block is converted once."""
     import embscope
+    import embscope.analysis.similarity
     from embscope.io.matrix import Matrix
 
+    monkeypatch.setattr(embscope.analysis.similarity, "worker_count", lambda: 2)  # the plan's arithmetic
     rng = np.random.default_rng(9)
     wte = rng.standard_normal((3000, 4608)).astype(np.float32)
     path = _save(tmp_path, wte, torch.bfloat16)

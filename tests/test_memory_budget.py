@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import embscope
+import embscope.analysis.similarity
 from embscope.errors import EmbscopeError
 from embscope.memory import DEFAULT_FRACTION, available_memory, default_budget, parse_size
 from tests.helpers import run
@@ -49,15 +49,17 @@ def test_cli_bad_budget_is_one_line_before_the_model_is_read(text, problem, caps
     assert err == f"embscope: error: --memory-budget '{text}': {problem}\n"
 
 
-def test_api_budget(tmp_path):
+def test_api_budget(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
+    monkeypatch.setattr(embscope.analysis.similarity, "worker_count", lambda: 2)  # the arithmetic below
     wte = torch.from_numpy(np.random.default_rng(0).standard_normal((3000, 64)).astype(np.float32))
     save_file({"transformer.wte.weight": wte, "transformer.wpe.weight": torch.zeros(8, 64)},
               str(tmp_path / "m.safetensors"))
     m = embscope.load(str(tmp_path / "m.safetensors"), memory_budget="4M")
     assert m.memory_budget == 4 << 20
-    # a query's two score columns and their block maxima: 2 x 3072 rows x 4 bytes x 17/16 = 26112 bytes;
+    # a query's two columns of fine block maxima (2 x 3072 / 16 x 4 bytes) and its columns of the two
+    # workers' tiles of scores (2 x min(4096, 3072) x 4 bytes): 26112 bytes;
     # the unit copy (768000 bytes) fits beside 64 of them, and the rest holds (4 MiB - 768000) // 26112
     plan = m.index.plan(1000, "cosine")
     assert (plan.prepared, plan.chunk) == (True, 131)

@@ -19,14 +19,12 @@ def answer(emb, index: Index, qs: list[Query], k: int, metric: str = "cosine",
     (every error is raised before the first). Plain queries share one blocked matrix product;
     arithmetic is 3CosAdd (or 3CosMul with `cosmul`); the query's own tokens are left out unless
     `include_query`. Euclidean scores are distances (ascending)."""
-    single = [n for n, q in enumerate(qs) if len(q.terms) == 1 and q.terms[0].sign > 0 and len(q.terms[0].ids) == 1]
+    one = {n: q.terms[0].ids[0] for n, q in enumerate(qs)
+           if len(q.terms) == 1 and q.terms[0].sign > 0 and len(q.terms[0].ids) == 1}  # a token's own row
     vectors, order, exclude, ready = {}, [], [], {}
-    if single:  # one token each: their rows, fetched at once
-        rows = emb.wte.take([qs[n].terms[0].ids[0] for n in single])  # (s, d)
-        vectors.update(zip(single, rows))
     for n, q in enumerate(qs):
         skip = [] if include_query else q.ids
-        if n not in vectors:
+        if n not in one:
             pos = [term_vector(emb, t) for t in q.positive]
             neg = [term_vector(emb, t) for t in q.negative]
             if cosmul and len(q.terms) > 1:
@@ -35,7 +33,7 @@ def answer(emb, index: Index, qs: list[Query], k: int, metric: str = "cosine",
             vectors[n] = pos[0] if len(q.terms) == 1 and pos else analogy_vector(pos, neg, metric)
         order.append(n)
         exclude.append(skip)
-    found = index.nearest(np.stack([vectors[n] for n in order]), k, metric, exclude) if order else iter(())
+    found = index.nearest(_query_rows(emb, one, vectors, order), k, metric, exclude) if order else iter(())
     found = itertools.chain([next(found)], found) if order else found  # its checks run before any answer
     for n in range(len(qs)):
         if n in ready:
@@ -43,6 +41,20 @@ def answer(emb, index: Index, qs: list[Query], k: int, metric: str = "cosine",
         else:
             _, ids, scores = next(found)
             yield ids, scores
+
+
+def _query_rows(emb, one: dict, vectors: dict, order: list) -> np.ndarray:
+    """(len(order), d) float32 query vectors: the rows of single-token queries (`one`: query ->
+    token id) taken at once, the others' `vectors` placed among them."""
+    if len(one) == len(order):
+        return emb.wte.take([one[n] for n in order])
+    out = np.empty((len(order), emb.wte.shape[1]), dtype=np.float32)
+    at = {n: i for i, n in enumerate(order)}
+    if one:
+        out[[at[n] for n in one]] = emb.wte.take(list(one.values()))
+    for n, v in vectors.items():
+        out[at[n]] = v
+    return out
 
 
 def _cosmul(index: Index, pos, neg, skip, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ range of its rows), and that number is the brute-force float64 answer rounded to
 The float32 products (BLAS, whose rounding depends on the shapes it is given) only choose which
 pairs to score exactly. Their error has a proven bound (`error_bound`), so every row whose
 float32 score is within twice that bound of the k-th best is rescored, and no true neighbour is
-lost. Scores are laid out transposed, one row per token and one column per query (n, q), so
-the maxima of blocks of FINE rows are elementwise maxima of contiguous rows, taken while a tile
-of rows is still in cache.
+lost. Scores are laid out transposed, one row per token and one column per query (t, q), so
+the maxima of blocks of FINE rows are elementwise maxima of contiguous rows, taken (with the
+tile's candidates) while a tile of rows is still in cache.
 """
 
 from __future__ import annotations
@@ -127,13 +127,6 @@ def pair_scores(w: np.ndarray, q: np.ndarray, metric: str, w_norms: np.ndarray |
         return np.where(scale == 0, 0.0, dot / scale)  # a zero vector: cosine 0
 
 
-def block_maxima(scores: np.ndarray, fine: np.ndarray, start: int, stop: int) -> None:
-    """fine[b] = max of score rows [FINE b, FINE b + FINE) for the blocks covering rows
-    [start, stop) of `scores` (n_pad, q); `start` is a multiple of FINE."""
-    a, b = start // FINE, -(-stop // FINE)
-    np.max(scores[a * FINE:b * FINE].reshape(b - a, FINE, -1), axis=1, out=fine[a:b])
-
-
 def coarse_maxima(fine: np.ndarray) -> np.ndarray:
     """(n_pad / COARSE, q) maxima of coarse blocks from the fine ones (n_pad / FINE, q)."""
     return fine.reshape(-1, COARSE // FINE, fine.shape[1]).max(axis=1)
@@ -144,26 +137,44 @@ def threshold(fine: np.ndarray, coarse: np.ndarray, k: int, margin: np.ndarray) 
     scores reach the k-th largest block maximum, so the k-th best float32 score does, and a
     true neighbour's float32 score is at most 2 margins below that."""
     for level in (coarse, fine):  # (nb, q)
-        nb = len(level)
-        if k <= nb:
-            kth = np.partition(np.ascontiguousarray(level.T), nb - k, axis=1)[:, nb - k]  # (q,)
-            return kth.astype(np.float64) - 2 * margin
+        if k <= len(level):
+            return _kth_largest(level, k) - 2 * margin
     return np.full(fine.shape[1], -np.inf)
 
 
-def candidates(scores: np.ndarray, fine: np.ndarray, coarse: np.ndarray, theta: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows (P,), cols (P,)): every finite entry of `scores` (n_pad, q) at or above its column's
-    `theta`, found through the blocks whose maximum reaches it: coarse, then fine, then rows."""
+def _kth_largest(values: np.ndarray, k: int) -> np.ndarray:
+    """(q,) float64 k-th largest of each column of `values` (m, q), k <= m."""
+    m = len(values)
+    return np.partition(np.ascontiguousarray(values.T), m - k, axis=1)[:, m - k].astype(np.float64)
+
+
+def tile_candidates(scores: np.ndarray, fine: np.ndarray, k: int, margin: np.ndarray, bound: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows (P,), cols (P,), float32 scores (P,)) of the entries of a tile of selection scores
+    (t, q), with `fine` its fine block maxima (t / FINE, q), that can be in the top k of their
+    column over all tiles. A tile's own threshold (its k-th largest coarse or fine block
+    maximum, or entry, less 2 margins: at least k of its entries reach it) is at most the final one; `bound`
+    (q,) holds the largest threshold of the tiles so far and is raised to this one's (workers
+    may do so at once: each value stored is some tile's threshold). Kept: the finite entries at
+    or above it, found through the fine blocks whose maximum reaches it."""
+    if k <= len(fine) // (COARSE // FINE):  # the cheaper k-th of coarse block maxima
+        own = _kth_largest(coarse_maxima(fine[:len(fine) // (COARSE // FINE) * (COARSE // FINE)]), k) - 2 * margin
+    elif k <= len(fine):
+        own = _kth_largest(fine, k) - 2 * margin
+    elif k <= len(scores):
+        own = _kth_largest(scores, k) - 2 * margin
+    else:
+        own = np.full(len(bound), -np.inf)
+    np.maximum(bound, own, out=bound)
+    theta = bound.copy()
     q = scores.shape[1]
-    per = COARSE // FINE
-    cb, cq = np.nonzero(_reaches(coarse, theta))  # (P,) coarse block, query
-    fb = (cb * per)[:, None] + np.arange(per)  # (P, per) its fine blocks
-    keep = _reaches(fine.ravel()[fb * q + cq[:, None]], theta[cq][:, None])
-    fb, fq = fb[keep], np.broadcast_to(cq[:, None], fb.shape)[keep]
-    rows = (fb * FINE)[:, None] + np.arange(FINE)  # (P', FINE)
-    keep = _reaches(scores.ravel()[rows * q + fq[:, None]], theta[fq][:, None])
-    return rows[keep], np.broadcast_to(fq[:, None], rows.shape)[keep]
+    at = np.flatnonzero(_reaches(fine, theta))  # (P,) fine block * q + query
+    fq = at % q
+    at = ((at - fq) * FINE + fq)[:, None] + np.arange(0, FINE * q, q)  # (P, FINE) flat index of each row's entry
+    vals = scores.ravel()[at]
+    keep = _reaches(vals, theta[fq][:, None])
+    rows, cols = np.divmod(at[keep], q)
+    return rows, cols, vals[keep]
 
 
 def _reaches(values: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -201,10 +212,10 @@ def exclusion_pairs(exclude: Iterable[Iterable[int]] | None, n: int) -> tuple[np
     return a[:, 0], a[:, 1]
 
 
-def refine(rows, cols, scores, theta, margin, k, q):
-    """Keep the candidates within 2 margins of their query's k-th best float32 score (the
-    threshold from block maxima can be far below it when neighbours share blocks)."""
-    vals = scores.ravel()[rows * scores.shape[1] + cols]
+def refine(rows, cols, vals, theta, margin, k, q):
+    """Keep the candidates (rows, cols, float32 scores `vals`) within 2 margins of their query's
+    k-th best float32 score (the threshold from block maxima can be far below it when neighbours
+    share blocks)."""
     order = np.lexsort((-vals, cols))
     rows, cols, vals = rows[order], cols[order], vals[order]
     first = np.searchsorted(cols, np.arange(q))

@@ -9,18 +9,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embscope.analysis.norms import row_norms
-from embscope.analysis.pipeline import search_chunks
-from embscope.analysis.search import COARSE, FINE, block_maxima, norms64, padded
+from embscope.analysis.pipeline import search_chunks, worker_count
+from embscope.analysis.search import COARSE, FINE, norms64, padded
 from embscope.errors import EmbscopeError, ScoreOverflowError
 from embscope.io.matrix import Matrix
 from embscope.timing import Stages
 
 METRICS = ("cosine", "dot", "euclidean")
 FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
-QUERY_CHUNK = 512  # queries scored at once: (n, 512) float32 scores
+QUERY_CHUNK = 512  # queries scored at once
 MIN_CHUNK = 16  # the fewest queries per chunk, however small the memory budget
 COPY_MIN_CHUNK = 64  # the prepared copy is kept when it leaves room for chunks of this many queries
-TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores stays in cache for its block maxima
+TILE = 4096  # rows per product: a (TILE, 512) float32 tile of scores (8 MiB) stays in cache for its block maxima
+SCORE_TILE = TILE * QUERY_CHUNK * 4  # bytes of a worker's tile of scores at most (fewer rows for bigger chunks)
 EXACT_NORMS_SHARE = 8  # from n / 8 queries on (a graph, big batches) all rows' exact norms in one pass;
 # fewer queries compute the norms of their candidates (a row range of a 128k-token model)
 EINSUM_QUERIES = 2  # products of this few queries go through einsum, not BLAS
@@ -113,17 +114,19 @@ class Index:
 
     def plan(self, n_queries: int, metric: str) -> Plan:
         """Queries per chunk, and whether to keep a prepared float32 copy of the rows (unit rows
-        for cosine), within the memory budget. Several chunks use two score buffers (one is
+        for cosine), within the memory budget: per query, its fine block maxima and its column
+        of every worker's tile of scores; several chunks use two buffers of block maxima (one is
         filled while the other is rescored). The copy is kept when it fits beside buffers for
         COPY_MIN_CHUNK queries; half-precision rows without it are converted once per chunk, so
         chunks then grow to what the budget holds."""
         budget = self.memory_budget()
-        per_query = padded(self.n) * 4 * (FINE + 1) // FINE  # a score column and its block maxima
+        fine = padded(self.n) // FINE * 4  # a query's fine block maxima
+        tile = worker_count() * min(TILE, padded(self.n)) * 4  # its part of the workers' tiles of scores
         chunk = min(n_queries, QUERY_CHUNK)
         prepared = bool(self._dense and self._dense[0] == metric)
-        if n_queries <= max(MIN_CHUNK, budget // per_query) and n_queries <= chunk:  # one chunk
+        if n_queries <= max(MIN_CHUNK, budget // (fine + tile)) and n_queries <= chunk:  # one chunk
             return Plan(max(1, n_queries), prepared)
-        per_query *= 2  # two buffers
+        per_query = 2 * fine + tile  # two buffers of block maxima
         if metric == "cosine" and self.exact_norms is None and n_queries * EXACT_NORMS_SHARE >= self.n:
             with self.stages("norms"):
                 self.exact_norms = self._exact_norms()
@@ -155,8 +158,12 @@ class Index:
     def _exact_norms(self) -> np.ndarray:
         """(n,) float64 `norms64` of every row: each row's bits are those rescoring would compute."""
         out = np.empty(self.n, dtype=np.float64)
+        buf = np.empty((min(self.n, 1024), self.matrix.shape[1]), dtype=np.float64)  # reused: no page faults
         for start, block in self._blocks():
-            out[start:start + len(block)] = norms64(block.astype(np.float64))
+            for a in range(0, len(block), len(buf)):
+                rows = buf[:len(block[a:a + len(buf)])]
+                rows[...] = block[a:a + len(buf)]
+                out[start + a:start + a + len(rows)] = norms64(rows)
         return out
 
     def _blocks(self):
@@ -165,20 +172,22 @@ class Index:
         for start in range(0, self.n, step):
             yield start, self.matrix.rows(start, min(self.n, start + step))
 
-    def buffers(self, chunk: int, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (n_pad, chunk), fine block maxima (n_pad / FINE, chunk)) float32, carved from
-        one of two reused buffers (`slot` 0 or 1: a fresh 100 MB array per chunk costs its page
-        faults every time); padding rows hold -inf. Valid until the next call with that slot."""
-        n_pad = padded(self.n)
-        size = n_pad * chunk + n_pad // FINE * chunk
-        if self._scratch[slot] is None or self._scratch[slot].size < size:
-            self._scratch[slot] = np.empty(size, dtype=np.float32)
-        buf = self._scratch[slot]
-        scores = buf[: n_pad * chunk].reshape(n_pad, chunk)
-        fine = buf[n_pad * chunk: size].reshape(n_pad // FINE, chunk)
-        scores[self.n:] = -np.inf
-        fine[-(-self.n // FINE):] = -np.inf  # blocks of padding rows only
-        return scores, fine
+    def maxima_buffer(self, chunk: int, slot: int = 0) -> np.ndarray:
+        """(n_pad / FINE, chunk) float32 for the fine block maxima of a chunk, carved from one of
+        two reused buffers (`slot` 0 or 1); blocks of padding rows only hold -inf. Valid until
+        the next call with that slot."""
+        blocks = padded(self.n) // FINE
+        if self._scratch[slot] is None or self._scratch[slot].size < blocks * chunk:
+            self._scratch[slot] = np.empty(blocks * chunk, dtype=np.float32)
+        fine = self._scratch[slot][:blocks * chunk].reshape(blocks, chunk)
+        fine[-(-self.n // FINE):] = -np.inf
+        return fine
+
+    def sub_tile(self, chunk: int, k: int) -> int:
+        """Rows of scores a worker computes at once for a chunk of queries: TILE rows, fewer when
+        that is more than SCORE_TILE bytes, in whole fine blocks and at least k of them (a tile's
+        own threshold is its k-th largest block maximum)."""
+        return FINE * max(k, min(TILE, SCORE_TILE // (4 * chunk)) // FINE, 1)
 
     # --- searching ------------------------------------------------------------------------------
 
@@ -209,7 +218,7 @@ class Index:
         (TILE, 512) float32 tile of scores stays in cache for its block maxima) and at least four
         per worker; converted half-precision blocks of about 32 MiB when there is no copy."""
         if plan.prepared or self.matrix.dtype == "F32":
-            step = min(TILE, max(COARSE, padded(-(-self.n // (4 * workers)))))
+            step = min(TILE, max(COARSE, padded(-(-self.n // (4 * workers)))))  # at least 4 per worker
         else:
             step = max(COARSE, self.matrix.block_rows() // COARSE * COARSE)
         return [(a, min(self.n, a + step)) for a in range(0, self.n, step)]
@@ -232,29 +241,29 @@ class Index:
         elif metric == "euclidean":
             self.half_squares
 
-    def product_tile(self, start: int, stop: int, queries: np.ndarray, metric: str, plan: Plan, excluded,
-                     scores: np.ndarray, fine: np.ndarray) -> None:
-        """float32 selection scores of rows [start, stop) against `queries` (c, d) (unit rows for
-        cosine) into scores[start:stop] (n_pad, c), larger is nearer (cosine; dot; q.w - |w|^2 / 2
-        for euclidean), and their fine block maxima while they are in cache; excluded pairs
-        (rows, cols) and NaN/Inf rows -inf. Tiles write disjoint rows: workers may run them at once."""
-        rows = self.tile_rows(plan, start, stop)
-        s = scores[start:stop]  # (t, c)
-        clock = self.stages
-        with clock("products"), np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf below
-            product(rows, queries, s)
+    def product_tile(self, rows: np.ndarray, start: int, stop: int, queries: np.ndarray, metric: str,
+                     plan: Plan, s: np.ndarray) -> None:
+        """float32 selection scores of `rows` (rows [start, stop), (t, d)) against `queries`
+        (c, d) (unit rows for cosine) into s[:t] (t_pad, c), larger is nearer (cosine; dot;
+        q.w - |w|^2 / 2 for euclidean); the padding rows s[t:] -inf."""
+        t = stop - start
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows: -inf in `mask`
+            product(rows, queries, s[:t])
             if metric == "cosine" and not plan.prepared:
-                s *= self.inverse_norms[start:stop, None]
+                s[:t] *= self.inverse_norms[start:stop, None]
             elif metric == "euclidean":
-                s -= self.half_squares[start:stop, None]
-        with clock("block maxima"):
-            bad = self.bad_rows()
-            b0, b1 = np.searchsorted(bad, [start, stop])
-            s[bad[b0:b1] - start] = -np.inf
-            ex_rows, ex_cols = excluded
-            e0, e1 = np.searchsorted(ex_rows, [start, stop])
-            scores[ex_rows[e0:e1], ex_cols[e0:e1]] = -np.inf
-            block_maxima(scores, fine, start, stop)
+                s[:t] -= self.half_squares[start:stop, None]
+        s[t:] = -np.inf
+
+    def mask(self, s: np.ndarray, start: int, stop: int, excluded: tuple[np.ndarray, np.ndarray]) -> None:
+        """-inf in the scores s (t_pad, c) of rows [start, stop) for NaN/Inf rows and the excluded
+        (row, query) pairs (rows, cols), sorted by row."""
+        bad = self.bad_rows()
+        b0, b1 = np.searchsorted(bad, [start, stop])
+        s[bad[b0:b1] - start] = -np.inf
+        ex_rows, ex_cols = excluded
+        e0, e1 = np.searchsorted(ex_rows, [start, stop])
+        s[ex_rows[e0:e1] - start, ex_cols[e0:e1]] = -np.inf
 
     @property
     def half_squares(self) -> np.ndarray:
@@ -264,17 +273,18 @@ class Index:
                 self._half = (self.norms * self.norms / 2).astype(np.float32)
         return self._half
 
-    def forced(self, rows, cols, scores, metric):
-        """Add the tiny rows (cosine) as candidates of every query that does not exclude them."""
+    def forced(self, rows, cols, excluded, c: int, metric: str):
+        """Candidates (rows, cols) with the tiny rows (cosine) added for each of the c queries that
+        does not exclude them (their float32 scores mean nothing), each pair once."""
         tiny = self.tiny_rows() if metric == "cosine" else ()
         if not len(tiny):
             return rows, cols
-        c = scores.shape[1]
+        other = ~np.isin(rows, tiny)
         r = np.repeat(tiny, c)
         q = np.tile(np.arange(c), len(tiny))
-        keep = scores[r, q] > -np.inf
-        pairs = np.unique(np.stack([np.concatenate([cols, q[keep]]), np.concatenate([rows, r[keep]])]), axis=1)
-        return pairs[1], pairs[0]
+        ex_rows, ex_cols = excluded
+        keep = ~np.isin(r * c + q, ex_rows * c + ex_cols)
+        return np.concatenate([rows[other], r[keep]]), np.concatenate([cols[other], q[keep]])
 
     def scores(self, queries: np.ndarray, metric: str) -> np.ndarray:
         """(q, n) float32 scores, larger is nearer: cosine, dot, or minus the euclidean distance

@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     from embscope.display import sanitize
     from embscope.errors import EmbscopeError, ExitStatus
 
+    # numpy asks Linux for huge pages for every array over 4 MiB; where the kernel then compacts
+    # memory synchronously (transparent_hugepage/defrag = madvise, a common default), each fresh
+    # array stalls on its page faults (numpy/numpy#31590). embscope's arrays are made once and
+    # read a few times: the CLI lets the user's own setting win, and otherwise does without.
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     ClickException, ClickUsageError = _click_exceptions()  # noqa: N806
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:  # a bare `embscope` asks what it can do: the help, on stdout, exit 0

@@ -275,7 +275,7 @@ def comparisons(fx: Path, E: list[str], quick: bool) -> list[Comparison]:
             b_label=f"numpy_matmul.py: W[i:i+{MATMUL_BLOCK}] @ W.T, {big_rows} rows of 128256 x 4096 fp32",
             needs=("llama-bf16-sharded",), show_ratio=False,
             note="the fp32 copy (2.0 GiB) exceeds the budget: rows are converted block by block, once per"
-                 " chunk of as many queries as the budget's score buffer holds"),
+                 " chunk of as many queries as the budget's buffers hold"),
     ]
 
 

@@ -175,7 +175,7 @@ class Model:
     @property
     def memory_budget(self) -> int | None:
         """Bytes that searches of many queries may hold in a prepared float32 copy of the rows
-        and in score buffers (None: a quarter of the available memory, read when first needed).
+        and in buffers (None: a quarter of the available memory, read when first needed).
         Set it to bytes or a size: '512M', '4G', '25%'."""
         return self._budget
 

@@ -27,7 +27,7 @@ UNIT_ROUNDOFF = 2.0 ** -24  # float32
 
 
 def padded(n: int) -> int:
-    """Rows of a score buffer for n tokens: whole coarse blocks (the padding rows hold -inf)."""
+    """n rows padded to whole coarse blocks (padding rows score -inf)."""
     return -(-n // COARSE) * COARSE
 
 

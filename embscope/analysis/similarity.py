@@ -20,7 +20,7 @@ FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
 QUERY_CHUNK = 512  # queries scored at once
 MIN_CHUNK = 16  # the fewest queries per chunk, however small the memory budget
 COPY_MIN_CHUNK = 64  # the prepared copy is kept when it leaves room for chunks of this many queries
-TILE = 4096  # rows per product: a (TILE, 512) float32 tile of scores (8 MiB) stays in cache for its block maxima
+TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores (16 MiB) stays in cache for its block maxima
 SCORE_TILE = TILE * QUERY_CHUNK * 4  # bytes of a worker's tile of scores at most (fewer rows for bigger chunks)
 EXACT_NORMS_SHARE = 8  # from n / 8 queries on (a graph, big batches) all rows' exact norms in one pass;
 # fewer queries compute the norms of their candidates (a row range of a 128k-token model)
@@ -42,14 +42,14 @@ def unit(v: np.ndarray) -> np.ndarray:
 class Plan:
     """How a search of some queries runs: queries per chunk, and the row source of the products."""
 
-    chunk: int  # queries scored at once: a (n_pad, chunk) float32 score buffer
+    chunk: int  # queries scored at once
     prepared: bool  # rows come from the prepared float32 copy (unit rows for cosine)
 
 
 @dataclass
 class Index:
     """The first `n` rows of a token matrix, ready to be searched. `budget`: bytes the prepared
-    copy and the score buffers may take (None: `memory.default_budget()` when first needed)."""
+    copy and the buffers of a search may take (None: `memory.default_budget()` when first needed)."""
 
     matrix: Matrix  # (V, d)
     n: int  # rows [0, n) are searchable (the rest is vocabulary padding)
@@ -61,7 +61,7 @@ class Index:
     _half: np.ndarray | None = field(default=None, repr=False)
     exact_norms: np.ndarray | None = field(default=None, repr=False)  # (n,) norms64, made for many queries
     _dense: tuple[str, np.ndarray] | None = field(default=None, repr=False)  # (metric, (n, d) float32)
-    _scratch: list = field(default_factory=lambda: [None, None], repr=False)  # two score buffers, reused
+    _scratch: list = field(default_factory=lambda: [None, None], repr=False)  # two buffers of block maxima, reused
     stages: Stages = field(default_factory=Stages, repr=False)  # seconds per stage of the searches
 
     # --- row facts, computed once -------------------------------------------------------------

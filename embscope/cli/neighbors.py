@@ -31,7 +31,7 @@ def neighbors(
     format: FormatOpt = None,
     matrix: MatrixOpt = "input",
     memory_budget: Annotated[Optional[str], typer.Option(
-        "--memory-budget", metavar="SIZE", help="Memory for a prepared float32 copy of the rows and the score"
+        "--memory-budget", metavar="SIZE", help="Memory for a prepared float32 copy of the rows and the"
         " buffers of many queries: 512M, 4G, 25% (of the available memory). Default: 25%.")] = None,
 ):
     """Nearest tokens to a query in the token embedding space."""

@@ -15,7 +15,7 @@ from tests.builders import save_gpt2
 from tests.helpers import jsonl, run, tsv
 
 K = 7
-N_QUERIES = 600  # more than one chunk of 512: two score buffers, the worker thread, the prepared copy
+N_QUERIES = 600  # more than one chunk of 512: two buffers of block maxima, the workers, the prepared copy
 METRICS = ["cosine", "dot", "euclidean"]
 
 
@@ -247,14 +247,15 @@ def test_a_row_too_short_for_float32_norms_is_still_found(tmp_path, capsys):
 def test_small_tiles_keep_every_neighbour_for_any_k(tmp_path, monkeypatch, metric):
     """Each worker keeps a tile's candidates by the tile's own threshold: the k-th largest of its
     coarse block maxima, of its fine ones when it has fewer than k coarse blocks, of its entries
-    when fewer than k fine blocks, none when fewer than k rows. Tiles of 1024 rows and k = 3, 12,
-    100, 1500 take each branch; neighbours crowd into few blocks (clusters of 20 rows), a row is
-    too short for float32 norms, another holds NaN; two chunks run on the workers."""
+    when fewer than k fine blocks (tiles hold at least k fine blocks, but the last may be short).
+    Sub-tiles of 512 rows in tiles of 1024 rows, and k = 3, 12, 100, 1500 take each branch;
+    neighbours crowd into few blocks (clusters of 20 rows), a row is too short for float32
+    norms, another holds NaN; two chunks run on the workers."""
     import embscope
     import embscope.analysis.similarity as similarity
 
     monkeypatch.setattr(similarity, "TILE", 1024)
-    monkeypatch.setattr(similarity, "SCORE_TILE", 1024 * 64 * 4)
+    monkeypatch.setattr(similarity, "SCORE_TILE", 512 * 64 * 4)  # two sub-tiles of 512 rows a tile
     monkeypatch.setattr(similarity, "QUERY_CHUNK", 64)
     rng = np.random.default_rng(11)
     centers = rng.standard_normal((150, 16)).astype(np.float32)
@@ -274,6 +275,30 @@ def test_small_tiles_keep_every_neighbour_for_any_k(tmp_path, monkeypatch, metri
             assert f.ids.tolist() == ref_ids[n][:k].tolist(), (k, n)
             assert f.scores.tolist() == ref_scores[n][:k].astype(np.float32).tolist(), (k, n)
     assert found[0].ids[0] == 2500 or metric != "cosine"  # the short row along row 40: cosine 1
+
+
+def test_a_short_row_whose_float32_norm_is_too_small_does_not_hide_neighbours(tmp_path, capsys, monkeypatch):
+    """A row of norm ~2^-72 whose float32 norm is 5.7 times too small (the squares of 63 of its
+    components underflow to 0): its float32 cosine with a query along it is 5.7 times the true
+    one, above every real neighbour's, so it must not set the thresholds that choose them."""
+    a = np.float32(2.0 ** -74.5)
+    short = np.full(64, 0.7 * a, dtype=np.float32)
+    short[0] = a
+    rng = np.random.default_rng(12)
+    wte = rng.standard_normal((2000, 64)).astype(np.float32)
+    unit = (short / np.linalg.norm(short.astype(np.float64))).astype(np.float32)
+    query = unit + 1.2 * wte[5] / np.linalg.norm(wte[5])  # cosine with `short` ~0.64, in float32 ~3.6
+    wte[9], wte[1500], wte[1501] = query, query + 0.01 * wte[6], short
+    path = _save(tmp_path, wte)
+    want = sorted((j for j in range(len(wte)) if j != 9), key=lambda j: (-np.float32(exact_cosine(wte[9], wte[j])), j))
+    assert want[0] == 1500 and exact_cosine(wte[9], wte[1501]) < 0.9
+    for k in (1, 3):
+        single = jsonl(run(["neighbors", "#9", "-m", str(path), "-k", str(k), "-f", "jsonl"], capsys)[1])
+        batch = jsonl(run(["neighbors", "-", "-m", str(path), "-k", str(k), "-f", "jsonl"], capsys,
+                          stdin="#9\n" * 600, monkeypatch=monkeypatch)[1])
+        assert [r["id"] for r in single] == want[:k]
+        assert [r["id"] for r in batch[:k]] == want[:k]
+        assert [r["score"] for r in single] == [float(np.float32(exact_cosine(wte[9], wte[j]))) for j in want[:k]]
 
 
 def test_a_bf16_row_range_converts_each_block_once_per_chunk(tmp_path, monkeypatch):

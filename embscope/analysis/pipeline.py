@@ -5,8 +5,9 @@ while the next one's products run.
 No (tokens, queries) score matrix is kept: a worker scores a tile of rows into its own small
 buffer, keeps the tile's fine block maxima (for the chunk's final threshold) and every entry
 that can still be among the top k (at or above a lower bound of the final threshold), and
-reuses the buffer for the next tile. The chunk's candidates are then exactly those of the whole
-matrix: the entries at or above the final threshold, all of which some tile kept.
+reuses the buffer for the next tile. Every entry at or above the final threshold was kept by
+its tile, so the chunk's candidates are those of the whole matrix (which entries below it were
+kept depends on the order tiles ran in; the answer does not).
 
 BLAS splits each product evenly between its threads and waits for the slowest, so any other
 work on the machine (embscope's own rescoring and output included) stalls all of it. For more
@@ -41,7 +42,7 @@ class Chunk:
     margin: np.ndarray  # (c,) error_bound
     excluded: tuple[np.ndarray, np.ndarray]  # (rows, cols) left out
     fine: np.ndarray  # (n_pad / FINE, c) float32 fine block maxima of every tile
-    bound: np.ndarray  # (c,) float64, a lower bound of the final threshold, raised tile by tile
+    bound: np.ndarray  # (c,) float64, the largest threshold of the tiles done: a lower bound of the final one
     slot: int  # which of the index's two block-maxima buffers
     found: list = field(default_factory=list)  # (rows, cols, float32 scores) kept by each tile
 
@@ -72,7 +73,7 @@ def products(index, chunk: Chunk, k: int, metric: str, plan, start: int, stop: i
         with clock("products"):
             index.product_tile(rows[a:a + step], lo, hi, chunk.unit, metric, plan, s)
         with clock("tile candidates"):
-            index.mask(s, lo, hi, chunk.excluded)
+            index.mask(s, lo, hi, chunk.excluded, metric)
             fine = chunk.fine[lo // FINE:lo // FINE + len(s) // FINE]  # (t_pad / FINE, c)
             np.max(s.reshape(len(fine), FINE, -1), axis=1, out=fine)
             r, c, v = tile_candidates(s, fine, k, chunk.margin, chunk.bound)
@@ -122,7 +123,7 @@ def search_chunks(index, chunks: Iterable[tuple[np.ndarray, list | None]], k: in
     index.ready(metric, plan)
     if second is None:  # one chunk: BLAS's own threads, no pool
         chunk = new_chunk(index, *first, metric, 0)
-        for start, stop in index.tiles(plan):
+        for start, stop in index.tiles(plan, 1, k):
             products(index, chunk, k, metric, plan, start, stop)
         yield finish(index, chunk, k, metric)
         return
@@ -136,7 +137,7 @@ def _pooled(index, chunks, first, second, k, metric, plan):
 
     halt = threading.Event()
     with single_threaded_blas() as workers, ThreadPoolExecutor(workers, thread_name_prefix="embscope") as pool:
-        tiles = index.tiles(plan, workers)
+        tiles = index.tiles(plan, workers, k)
         flight: deque = deque()
 
         def submit(item, slot: int) -> None:

@@ -20,7 +20,7 @@ FLOAT32_SAFE = 1e38  # below float32's largest value (3.4e38)
 QUERY_CHUNK = 512  # queries scored at once
 MIN_CHUNK = 16  # the fewest queries per chunk, however small the memory budget
 COPY_MIN_CHUNK = 64  # the prepared copy is kept when it leaves room for chunks of this many queries
-TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores (16 MiB) stays in cache for its block maxima
+TILE = 8192  # rows per product: a (TILE, 512) float32 tile of scores (16 MiB), reduced right after it is made
 SCORE_TILE = TILE * QUERY_CHUNK * 4  # bytes of a worker's tile of scores at most (fewer rows for bigger chunks)
 EXACT_NORMS_SHARE = 8  # from n / 8 queries on (a graph, big batches) all rows' exact norms in one pass;
 # fewer queries compute the norms of their candidates (a row range of a 128k-token model)
@@ -115,8 +115,8 @@ class Index:
     def plan(self, n_queries: int, metric: str) -> Plan:
         """Queries per chunk, and whether to keep a prepared float32 copy of the rows (unit rows
         for cosine), within the memory budget: per query, its fine block maxima and its column
-        of every worker's tile of scores; several chunks use two buffers of block maxima (one is
-        filled while the other is rescored). The copy is kept when it fits beside buffers for
+        of every worker's tile of scores (tiles stop growing at QUERY_CHUNK queries); several
+        chunks use two buffers of block maxima (one is filled while the other is rescored). The copy is kept when it fits beside buffers for
         COPY_MIN_CHUNK queries; half-precision rows without it are converted once per chunk, so
         chunks then grow to what the budget holds."""
         budget = self.memory_budget()
@@ -137,9 +137,12 @@ class Index:
                 self._prepare(metric)
             prepared = True
         room = max(0, budget - copy) if prepared else budget
-        if self.matrix.dtype != "F32" and not prepared:  # each chunk converts every row once
+        fits = room // per_query
+        if self.matrix.dtype != "F32" and not prepared:  # each chunk converts every row once: big chunks
             chunk = n_queries
-        return Plan(max(MIN_CHUNK, min(chunk, room // per_query)), prepared)
+            if fits >= QUERY_CHUNK:  # past QUERY_CHUNK queries the workers' tiles stop growing (sub_tile)
+                fits = max(fits, (room - worker_count() * SCORE_TILE) // (2 * fine))
+        return Plan(max(MIN_CHUNK, min(chunk, fits)), prepared)
 
     def _prepare(self, metric: str) -> None:
         """Keep the rows as one float32 array, unit rows for cosine: each chunk of queries is then
@@ -213,14 +216,16 @@ class Index:
                 keep = ids[i] >= 0
                 yield start + i, ids[i][keep], scores[i][keep]
 
-    def tiles(self, plan: Plan, workers: int = 1) -> list[tuple[int, int]]:
-        """Row ranges [start, stop) the products go by: whole coarse blocks, at most TILE rows (a
-        (TILE, 512) float32 tile of scores stays in cache for its block maxima) and at least four
-        per worker; converted half-precision blocks of about 32 MiB when there is no copy."""
+    def tiles(self, plan: Plan, workers: int = 1, k: int = 1) -> list[tuple[int, int]]:
+        """Row ranges [start, stop) the products go by: whole coarse blocks, at most TILE rows and
+        at least four per worker; converted half-precision blocks of about 32 MiB when there is no
+        copy; and at least k blocks of FINE rows (a tile with fewer rows than k would keep all
+        its entries as candidates)."""
         if plan.prepared or self.matrix.dtype == "F32":
             step = min(TILE, max(COARSE, padded(-(-self.n // (4 * workers)))))  # at least 4 per worker
         else:
             step = max(COARSE, self.matrix.block_rows() // COARSE * COARSE)
+        step = max(step, padded(FINE * k))
         return [(a, min(self.n, a + step)) for a in range(0, self.n, step)]
 
     def tile_rows(self, plan: Plan, start: int, stop: int) -> np.ndarray:
@@ -236,7 +241,8 @@ class Index:
     def ready(self, metric: str, plan: Plan) -> None:
         """Compute now the row facts the products of a tile read (workers then only read them)."""
         self.bad_rows()
-        if metric == "cosine" and not plan.prepared:
+        if metric == "cosine":
+            self.tiny_rows()
             self.inverse_norms
         elif metric == "euclidean":
             self.half_squares
@@ -255,12 +261,16 @@ class Index:
                 s[:t] -= self.half_squares[start:stop, None]
         s[t:] = -np.inf
 
-    def mask(self, s: np.ndarray, start: int, stop: int, excluded: tuple[np.ndarray, np.ndarray]) -> None:
-        """-inf in the scores s (t_pad, c) of rows [start, stop) for NaN/Inf rows and the excluded
-        (row, query) pairs (rows, cols), sorted by row."""
-        bad = self.bad_rows()
-        b0, b1 = np.searchsorted(bad, [start, stop])
-        s[bad[b0:b1] - start] = -np.inf
+    def mask(self, s: np.ndarray, start: int, stop: int, excluded: tuple[np.ndarray, np.ndarray], metric: str
+             ) -> None:
+        """-inf in the scores s (t_pad, c) of rows [start, stop) for NaN/Inf rows, for tiny rows
+        (cosine: their float32 unit vectors can be several times too long, and such a score would
+        raise the thresholds above true neighbours; they are candidates anyway), and for the
+        excluded (row, query) pairs (rows, cols), sorted by row."""
+        for skip in (self.bad_rows(), self.tiny_rows() if metric == "cosine" else ()):
+            if len(skip):
+                b0, b1 = np.searchsorted(skip, [start, stop])
+                s[skip[b0:b1] - start] = -np.inf
         ex_rows, ex_cols = excluded
         e0, e1 = np.searchsorted(ex_rows, [start, stop])
         s[ex_rows[e0:e1] - start, ex_cols[e0:e1]] = -np.inf

@@ -74,18 +74,3 @@ def test_api_budget(tmp_path, monkeypatch):
     with pytest.raises(EmbscopeError, match=r"^memory budget '2X': expected a size"):
         embscope.load(str(tmp_path / "m.safetensors"), memory_budget="2X")
 
-
-def test_half_precision_chunks_grow_past_the_workers_tiles(tmp_path, monkeypatch):
-    """Without room for the float32 copy, bf16 rows are converted once per chunk, so a chunk holds
-    what the budget allows; past 512 queries the workers' tiles of scores stop growing and only
-    the two columns of block maxima count."""
-    from safetensors.torch import save_file
-
-    monkeypatch.setattr(embscope.analysis.similarity, "worker_count", lambda: 2)
-    wte = torch.from_numpy(np.random.default_rng(1).standard_normal((3000, 4608)).astype(np.float32))
-    save_file({"transformer.wte.weight": wte.to(torch.bfloat16), "transformer.wpe.weight": torch.zeros(8, 4608)},
-              str(tmp_path / "m.safetensors"))
-    m = embscope.load(str(tmp_path / "m.safetensors"), memory_budget="40M")  # the float32 copy: 52.7 MiB
-    # per query up to 512: 2 x 3072 / 16 x 4 + 2 x 3072 x 4 = 26112 bytes (1606 fit in 40 MiB); past it, the
-    # two workers' 16 MiB tiles once and 1536 bytes a query: (40 MiB - 32 MiB) // 1536 = 5461
-    assert (m.index.plan(3000, "cosine").chunk, m.index.plan(9000, "cosine").chunk) == (3000, 5461)

@@ -115,8 +115,8 @@ class Index:
     def plan(self, n_queries: int, metric: str) -> Plan:
         """Queries per chunk, and whether to keep a prepared float32 copy of the rows (unit rows
         for cosine), within the memory budget: per query, its fine block maxima and its column
-        of every worker's tile of scores (tiles stop growing at QUERY_CHUNK queries); several
-        chunks use two buffers of block maxima (one is filled while the other is rescored). The copy is kept when it fits beside buffers for
+        of every worker's tile of scores; several chunks use two buffers of block maxima (one is
+        filled while the other is rescored). The copy is kept when it fits beside buffers for
         COPY_MIN_CHUNK queries; half-precision rows without it are converted once per chunk, so
         chunks then grow to what the budget holds."""
         budget = self.memory_budget()
@@ -137,12 +137,12 @@ class Index:
                 self._prepare(metric)
             prepared = True
         room = max(0, budget - copy) if prepared else budget
-        fits = room // per_query
         if self.matrix.dtype != "F32" and not prepared:  # each chunk converts every row once: big chunks
             chunk = n_queries
-            if fits >= QUERY_CHUNK:  # past QUERY_CHUNK queries the workers' tiles stop growing (sub_tile)
-                fits = max(fits, (room - worker_count() * SCORE_TILE) // (2 * fine))
-        return Plan(max(MIN_CHUNK, min(chunk, fits)), prepared)
+        # Past QUERY_CHUNK queries the workers' tiles stop growing (sub_tile), so more would fit;
+        # but their rows then shrink, and each tile keeps about k candidates a query: measured
+        # (issue 16, target 8c), such chunks were slower and took 1.5 times the memory.
+        return Plan(max(MIN_CHUNK, min(chunk, room // per_query)), prepared)
 
     def _prepare(self, metric: str) -> None:
         """Keep the rows as one float32 array, unit rows for cosine: each chunk of queries is then

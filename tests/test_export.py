@@ -56,16 +56,10 @@ def gpt2(tmp_path_factory):
 def crafted(tmp_path_factory):
     """A word-level tokenizer.json over CRAFTED (and a token that is not UTF-8 on its own would
     need a byte-level vocabulary: GPT-2's covers that), beside a model with one row per token."""
-    from safetensors.numpy import save_file
-    from tokenizers import Tokenizer, models
-
     d = tmp_path_factory.mktemp("crafted-export")
     tokens = ["[UNK]", *CRAFTED]
-    Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]")).save(
-        str(d / "tokenizer.json"))
-    t = u.gpt2_tensors(vocab=len(tokens))
-    save_file({k: t[k] for k in ("transformer.wte.weight", "transformer.wpe.weight")}, str(d / "model.safetensors"))
-    return str(d), tokens, t["transformer.wte.weight"]
+    wte = u.save_word_level_model(d, tokens)
+    return str(d), tokens, wte
 
 
 def export(argv, capsys) -> str:

@@ -40,16 +40,10 @@ HOSTILE = [
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     """A word-level tokenizer.json whose tokens are HOSTILE, beside a model with a row per token."""
-    from safetensors.numpy import save_file
-    from tokenizers import Tokenizer, models
-
     d = tmp_path_factory.mktemp("hostile-html")
     tokens = ["[UNK]", "plain", *HOSTILE]
-    Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]")).save(
-        str(d / "tokenizer.json"))
-    t = u.gpt2_tensors(vocab=len(tokens))
-    save_file({k: t[k] for k in ("transformer.wte.weight", "transformer.wpe.weight")}, str(d / "model.safetensors"))
-    return d, tokens, t["transformer.wte.weight"]
+    wte = u.save_word_level_model(d, tokens)
+    return d, tokens, wte
 
 
 class Elements(HTMLParser):

@@ -90,15 +90,9 @@ def records(out: str, fmt: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory):
     """A word-level tokenizer.json over CRAFTED, beside a model with one row per token."""
-    from safetensors.numpy import save_file
-    from tokenizers import Tokenizer, models
-
     d = tmp_path_factory.mktemp("crafted")
     tokens = ["[UNK]", "plain", *CRAFTED]
-    Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]")).save(
-        str(d / "tokenizer.json"))
-    t = u.gpt2_tensors(vocab=len(tokens))
-    save_file({k: t[k] for k in ("transformer.wte.weight", "transformer.wpe.weight")}, str(d / "model.safetensors"))
+    u.save_word_level_model(d, tokens)
     return d, tokens
 
 

@@ -59,6 +59,20 @@ def save_gpt2_safetensors(directory, **kw) -> dict[str, np.ndarray]:
     return tensors
 
 
+def save_word_level_model(directory, tokens: list[str]) -> np.ndarray:
+    """A word-level tokenizer.json over `tokens` (unknown words: "[UNK]", which must be one of
+    them) beside a model.safetensors with one wte row per token; returns the wte."""
+    from safetensors.numpy import save_file
+    from tokenizers import Tokenizer, models
+
+    Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]")).save(
+        str(Path(directory) / "tokenizer.json"))
+    t = gpt2_tensors(vocab=len(tokens))
+    save_file({k: t[k] for k in ("transformer.wte.weight", "transformer.wpe.weight")},
+              str(Path(directory) / "model.safetensors"))
+    return t["transformer.wte.weight"]
+
+
 def header(path) -> tuple[dict, bytes]:
     """(header JSON, data buffer) of a safetensors file."""
     raw = Path(path).read_bytes()

@@ -132,11 +132,13 @@ def coarse_maxima(fine: np.ndarray) -> np.ndarray:
     return fine.reshape(-1, COARSE // FINE, fine.shape[1]).max(axis=1)
 
 
-def threshold(fine: np.ndarray, coarse: np.ndarray, k: int, margin: np.ndarray) -> np.ndarray:
+def threshold(fine: np.ndarray, coarse: np.ndarray, k: int, margin: np.ndarray,
+              entries: np.ndarray | None = None) -> np.ndarray:
     """(q,) float64 lower bound of the float32 score a true top-k row can have: at least k
     scores reach the k-th largest block maximum, so the k-th best float32 score does, and a
-    true neighbour's float32 score is at most 2 margins below that."""
-    for level in (coarse, fine):  # (nb, q)
+    true neighbour's float32 score is at most 2 margins below that. Coarse blocks when there
+    are k of them, else fine ones, else the `entries` themselves (when given), else -inf."""
+    for level in (coarse, fine) if entries is None else (coarse, fine, entries):  # (nb, q)
         if k <= len(level):
             return _kth_largest(level, k) - 2 * margin
     return np.full(fine.shape[1], -np.inf)
@@ -152,19 +154,13 @@ def tile_candidates(scores: np.ndarray, fine: np.ndarray, k: int, margin: np.nda
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows (P,), cols (P,), float32 scores (P,)) of the entries of a tile of selection scores
     (t, q), with `fine` its fine block maxima (t / FINE, q), that can be in the top k of their
-    column over all tiles. A tile's own threshold (its k-th largest coarse or fine block
-    maximum, or entry, less 2 margins: at least k of its entries reach it) is at most the final one; `bound`
-    (q,) holds the largest threshold of the tiles so far and is raised to this one's (workers
-    may do so at once: each value stored is some tile's threshold). Kept: the finite entries at
+    column over all tiles. A tile's own `threshold` (of its block maxima, or of its entries
+    when it has fewer than k blocks) is at most the final one; `bound` (q,) holds the largest
+    threshold of the tiles so far and is raised to this one's (workers may do so at once: each
+    value stored is some tile's threshold). Kept: the finite entries at
     or above it, found through the fine blocks whose maximum reaches it."""
-    if k <= len(fine) // (COARSE // FINE):  # the cheaper k-th of coarse block maxima
-        own = _kth_largest(coarse_maxima(fine[:len(fine) // (COARSE // FINE) * (COARSE // FINE)]), k) - 2 * margin
-    elif k <= len(fine):
-        own = _kth_largest(fine, k) - 2 * margin
-    elif k <= len(scores):
-        own = _kth_largest(scores, k) - 2 * margin
-    else:
-        own = np.full(len(bound), -np.inf)
+    per = COARSE // FINE
+    own = threshold(fine, coarse_maxima(fine[:len(fine) // per * per]), k, margin, scores)
     np.maximum(bound, own, out=bound)
     theta = bound.copy()
     q = scores.shape[1]

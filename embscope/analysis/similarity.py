@@ -161,12 +161,11 @@ class Index:
     def _exact_norms(self) -> np.ndarray:
         """(n,) float64 `norms64` of every row: each row's bits are those rescoring would compute."""
         out = np.empty(self.n, dtype=np.float64)
-        buf = np.empty((min(self.n, 1024), self.matrix.shape[1]), dtype=np.float64)  # reused: no page faults
-        for start, block in self._blocks():
-            for a in range(0, len(block), len(buf)):
-                rows = buf[:len(block[a:a + len(buf)])]
-                rows[...] = block[a:a + len(buf)]
-                out[start + a:start + a + len(rows)] = norms64(rows)
+        buf = np.empty((1024, self.matrix.shape[1]), dtype=np.float64)  # reused: no page faults
+        for a in range(0, self.n, len(buf)):
+            rows = buf[:min(self.n - a, len(buf))]
+            rows[...] = self.matrix.rows(a, a + len(rows))
+            out[a:a + len(rows)] = norms64(rows)
         return out
 
     def _blocks(self):
